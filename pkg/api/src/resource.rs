@@ -1,0 +1,155 @@
+//! The resources MiniK8s serves, and how their REST paths are built. The API server's
+//! discovery documents, its router and every client derive from this one table.
+
+/// One REST resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResourceInfo {
+    /// API group; empty for the core (`/api/v1`) group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub short_names: &'static [&'static str],
+    pub namespaced: bool,
+    /// Has a `/status` subresource.
+    pub has_status: bool,
+}
+
+pub const NAMESPACES: ResourceInfo = ResourceInfo {
+    group: "",
+    version: "v1",
+    kind: "Namespace",
+    plural: "namespaces",
+    singular: "namespace",
+    short_names: &["ns"],
+    namespaced: false,
+    has_status: true,
+};
+
+pub const PODS: ResourceInfo = ResourceInfo {
+    group: "",
+    version: "v1",
+    kind: "Pod",
+    plural: "pods",
+    singular: "pod",
+    short_names: &["po"],
+    namespaced: true,
+    has_status: true,
+};
+
+pub const NODES: ResourceInfo = ResourceInfo {
+    group: "",
+    version: "v1",
+    kind: "Node",
+    plural: "nodes",
+    singular: "node",
+    short_names: &["no"],
+    namespaced: false,
+    has_status: true,
+};
+
+pub const EVENTS: ResourceInfo = ResourceInfo {
+    group: "",
+    version: "v1",
+    kind: "Event",
+    plural: "events",
+    singular: "event",
+    short_names: &["ev"],
+    namespaced: true,
+    has_status: false,
+};
+
+/// Every resource served, in discovery order.
+pub const ALL: &[ResourceInfo] = &[NAMESPACES, PODS, NODES, EVENTS];
+
+impl ResourceInfo {
+    /// `v1` for the core group, `group/version` otherwise.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `/api/v1` or `/apis/{group}/{version}`.
+    pub fn group_version_path(&self) -> String {
+        if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The collection path: `/api/v1/namespaces/{ns}/pods`, or `/api/v1/pods` across all
+    /// namespaces when `namespace` is `None` (and always for cluster-scoped resources).
+    pub fn collection_path(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!(
+                "{}/namespaces/{}/{}",
+                self.group_version_path(),
+                ns,
+                self.plural
+            ),
+            _ => format!("{}/{}", self.group_version_path(), self.plural),
+        }
+    }
+
+    /// The path of one object.
+    pub fn object_path(&self, namespace: Option<&str>, name: &str) -> String {
+        format!("{}/{}", self.collection_path(namespace), name)
+    }
+
+    /// `PodList` and so on.
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+
+    /// True if `name` names this resource the way kubectl accepts it: plural, singular,
+    /// short name or kind, in any case.
+    pub fn matches_name(&self, name: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        name == self.plural
+            || name == self.singular
+            || name == self.kind.to_ascii_lowercase()
+            || self.short_names.iter().any(|s| *s == name)
+    }
+}
+
+/// The resource a user means by `pods`, `pod`, `po`, `Pod`, ...
+pub fn lookup(name: &str) -> Option<&'static ResourceInfo> {
+    ALL.iter().find(|r| r.matches_name(name))
+}
+
+/// The resource of a `kind` in `apiVersion`.
+pub fn for_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
+    ALL.iter()
+        .find(|r| r.kind == kind && r.api_version() == api_version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_kubernetes_paths() {
+        assert_eq!(
+            PODS.object_path(Some("default"), "web"),
+            "/api/v1/namespaces/default/pods/web"
+        );
+        assert_eq!(PODS.collection_path(None), "/api/v1/pods");
+        assert_eq!(NODES.object_path(Some("ignored"), "n1"), "/api/v1/nodes/n1");
+    }
+
+    #[test]
+    fn lookup_by_any_name() {
+        for n in ["pods", "pod", "po", "Pod", "PODS"] {
+            assert_eq!(lookup(n), Some(&PODS), "{n}");
+        }
+        assert_eq!(lookup("ns"), Some(&NAMESPACES));
+        assert_eq!(lookup("deployments"), None);
+        assert_eq!(for_kind("v1", "Node"), Some(&NODES));
+        assert_eq!(for_kind("apps/v1", "Node"), None);
+    }
+}
