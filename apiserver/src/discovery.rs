@@ -1,0 +1,134 @@
+//! Discovery documents: what kubectl and client libraries read to learn which resources
+//! exist and what the server can do.
+
+use minik8s_api::resource::{self, ResourceInfo};
+use serde_json::{Value, json};
+
+/// The Kubernetes version whose core/v1 API this server speaks.
+pub const KUBE_MAJOR: &str = "1";
+pub const KUBE_MINOR: &str = "33";
+
+pub fn version() -> Value {
+    json!({
+        "major": KUBE_MAJOR,
+        "minor": KUBE_MINOR,
+        "gitVersion": format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0-minik8s.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, go_arch()),
+    })
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+pub fn api_versions(server_address: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+    })
+}
+
+pub fn api_group_list() -> Value {
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+}
+
+const VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+
+fn resource_entry(r: &ResourceInfo) -> Value {
+    json!({
+        "name": r.plural,
+        "singularName": r.singular,
+        "namespaced": r.namespaced,
+        "kind": r.kind,
+        "verbs": VERBS,
+        "shortNames": r.short_names,
+    })
+}
+
+pub fn core_v1_resources() -> Value {
+    let mut resources = Vec::new();
+    for r in resource::ALL {
+        resources.push(resource_entry(r));
+        if r.has_status {
+            resources.push(json!({
+                "name": format!("{}/status", r.plural),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": r.kind,
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+    }
+    json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": resources})
+}
+
+/// Changes whenever the document below changes, so clients' caches follow.
+fn openapi_hash() -> String {
+    let doc = serde_json::to_vec(&openapi_core_v1()).unwrap_or_default();
+    // FNV-1a: a stable content hash without another dependency.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in doc {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016X}")
+}
+
+/// The OpenAPI v3 root: where each group-version's document is.
+pub fn openapi_root() -> Value {
+    json!({"paths": {"api/v1": {"serverRelativeURL": format!("/openapi/v3/api/v1?hash={}", openapi_hash())}}})
+}
+
+/// A small OpenAPI v3 document for `api/v1`. It describes the write operations and their
+/// `fieldValidation` parameter, which is what tells kubectl that this server checks
+/// fields itself (so `kubectl create` needs no client-side schema). It carries no
+/// schemas: clients that need full schemas (such as `kubectl explain`) get none here.
+pub fn openapi_core_v1() -> Value {
+    let mut paths = serde_json::Map::new();
+    let params = json!([
+        {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true},
+         "description": "Ignore, Warn or Strict: how to treat fields the server does not know."},
+        {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+        {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}}
+    ]);
+    for r in resource::ALL {
+        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
+        let op = |verb: &str| {
+            json!({
+                "operationId": format!("{verb}{}", r.kind),
+                "parameters": params,
+                "responses": {"200": {"description": "OK"}},
+                "x-kubernetes-action": verb,
+                "x-kubernetes-group-version-kind": gvk,
+            })
+        };
+        let name_path = if r.namespaced {
+            format!("/api/v1/namespaces/{{namespace}}/{}/{{name}}", r.plural)
+        } else {
+            format!("/api/v1/{}/{{name}}", r.plural)
+        };
+        let coll_path = if r.namespaced {
+            format!("/api/v1/namespaces/{{namespace}}/{}", r.plural)
+        } else {
+            format!("/api/v1/{}", r.plural)
+        };
+        paths.insert(name_path, json!({"put": op("put"), "patch": op("patch")}));
+        paths.insert(coll_path, json!({"post": op("post")}));
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "MiniK8s", "version": format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0")},
+        "paths": paths,
+        "components": {"schemas": {}},
+    })
+}

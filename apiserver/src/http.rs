@@ -1,0 +1,567 @@
+//! The HTTP layer: turns a request into a registry call and its result into a response.
+//! Paths are parsed into a [`Target`] the way Kubernetes' request-info parser does, so one
+//! handler serves every resource.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use minik8s_api::resource::{self, ResourceInfo};
+use minik8s_storage::EventKind;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::discovery;
+use crate::error::{ApiError, MAX_BODY_BYTES, Result};
+use crate::object;
+use crate::patch::PatchType;
+use crate::printers::{self, IncludeObject};
+use crate::registry::{DeleteParams, Deleted, FieldValidation, Filter, ListParams, Registry, Written};
+use crate::strategy::Part;
+use crate::watch_cache::CachedEvent;
+
+/// Settings of the HTTP layer.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// How often a watch with `allowWatchBookmarks=true` gets a bookmark.
+    pub bookmark_interval: Duration,
+    /// The longest a watch stays open without `timeoutSeconds`.
+    pub max_watch: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bookmark_interval: Duration::from_secs(60),
+            max_watch: Duration::from_secs(1800),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub config: HttpConfig,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/version", get(|| async { json_ok(&discovery::version()) }))
+        .route("/healthz", get(health))
+        .route("/readyz", get(health))
+        .route("/livez", get(health))
+        .route("/api", get(api_versions))
+        .route("/apis", get(|| async { json_ok(&discovery::api_group_list()) }))
+        .route("/openapi/v3", get(|| async { json_ok(&discovery::openapi_root()) }))
+        .route("/openapi/v3/api/v1", get(|| async { json_ok(&discovery::openapi_core_v1()) }))
+        .route("/api/v1", get(|| async { json_ok(&discovery::core_v1_resources()) }))
+        .route("/api/v1/", get(|| async { json_ok(&discovery::core_v1_resources()) }))
+        .route("/api/v1/{*path}", axum::routing::any(core_v1))
+        .fallback(|| async { ApiError::NoSuchPath })
+        .with_state(state)
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    match state.registry.store().current_revision().await {
+        Ok(_) => (StatusCode::OK, "ok").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("storage: {e}")).into_response(),
+    }
+}
+
+async fn api_versions(headers: HeaderMap) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:6443");
+    json_ok(&discovery::api_versions(host))
+}
+
+fn json_ok(v: &Value) -> Response {
+    json_response(StatusCode::OK, v, &[])
+}
+
+fn json_response(code: StatusCode, v: &Value, warnings: &[String]) -> Response {
+    let mut resp = (code, serde_json::to_vec(v).unwrap_or_default()).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            h.append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+/// What a path under `/api/v1` names.
+#[derive(Debug, PartialEq)]
+pub struct Target {
+    pub resource: &'static ResourceInfo,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+/// Parses the part of the path after `/api/v1/`.
+pub fn parse_target(path: &str) -> Result<Target> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let find = |plural: &str| {
+        resource::ALL
+            .iter()
+            .find(|r| r.plural == plural)
+            .ok_or(ApiError::NoSuchPath)
+    };
+    // `/namespaces/{ns}/{resource}/...` names namespaced objects, except for the
+    // namespace's own subresources (`/namespaces/{name}/status`).
+    if parts.len() >= 3 && parts[0] == "namespaces" && !matches!(parts[2], "status" | "finalize") {
+        let r = find(parts[2])?;
+        if !r.namespaced || parts.len() > 5 {
+            return Err(ApiError::NoSuchPath);
+        }
+        return Ok(Target {
+            resource: r,
+            namespace: Some(parts[1].to_string()),
+            name: parts.get(3).map(|s| s.to_string()),
+            subresource: parts.get(4).map(|s| s.to_string()),
+        });
+    }
+    if parts.is_empty() || parts.len() > 3 || parts[0].is_empty() {
+        return Err(ApiError::NoSuchPath);
+    }
+    Ok(Target {
+        resource: find(parts[0])?,
+        namespace: None,
+        name: parts.get(1).map(|s| s.to_string()),
+        subresource: parts.get(2).map(|s| s.to_string()),
+    })
+}
+
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| {
+            a.split(',')
+                .next()
+                .is_some_and(|first| first.contains("as=Table"))
+        })
+}
+
+async fn read_json(body: Body) -> Result<Value> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::TooLarge)?;
+    parse_json(&bytes)
+}
+
+fn parse_json(bytes: &Bytes) -> Result<Value> {
+    if bytes.is_empty() {
+        return Err(ApiError::BadRequest("the request body is empty".to_string()));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}")))
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string()
+}
+
+fn check_json_body(headers: &HeaderMap) -> Result<()> {
+    let ct = content_type(headers);
+    let base = ct.split(';').next().unwrap_or("").trim();
+    if base.is_empty() || base == "application/json" || base == "*/*" {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json (got {base})"
+        )))
+    }
+}
+
+fn part_of(target: &Target) -> Result<Part> {
+    match target.subresource.as_deref() {
+        None => Ok(Part::Main),
+        Some("status") if target.resource.has_status => Ok(Part::Status),
+        Some(_) => Err(ApiError::NoSuchPath),
+    }
+}
+
+async fn core_v1(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    req: Request,
+) -> Response {
+    match handle(state, method, uri, headers, req.into_body()).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(
+    state: AppState,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let path = uri.path().strip_prefix("/api/v1/").unwrap_or("");
+    let target = parse_target(path)?;
+    let query: HashMap<String, String> = Query::try_from_uri(&uri)
+        .map(|Query(q)| q)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
+    let q = |k: &str| query.get(k).map(String::as_str);
+    let reg = &state.registry;
+    let r = target.resource;
+    if let Some(ns) = &target.namespace
+        && ns.is_empty()
+    {
+        return Err(ApiError::NoSuchPath);
+    }
+    let ns = target.namespace.as_deref();
+    let validation = FieldValidation::parse(q("fieldValidation"))?;
+    let dry_run = q("dryRun").is_some_and(|d| !d.is_empty());
+    if dry_run {
+        return Err(ApiError::BadRequest("dryRun is not supported".to_string()));
+    }
+
+    match (&method, target.name.as_deref()) {
+        (&Method::GET, None) => {
+            let filter = Filter::new(
+                r,
+                target.namespace.clone(),
+                q("labelSelector"),
+                q("fieldSelector"),
+            )?;
+            if q("watch").is_some_and(|w| w == "true" || w == "1") {
+                return watch(&state, r, filter, &query, wants_table(&headers)).await;
+            }
+            let params = ListParams {
+                limit: q("limit").and_then(|l| l.parse().ok()),
+                continue_token: q("continue").map(str::to_string),
+                resource_version: q("resourceVersion").map(str::to_string),
+                resource_version_match: q("resourceVersionMatch").map(str::to_string),
+            };
+            let (items, rv, cont) = reg.list(r, &filter, &params).await?;
+            let mut meta = json!({"resourceVersion": rv.to_string()});
+            if let Some(c) = cont {
+                meta["continue"] = json!(c);
+            }
+            if wants_table(&headers) {
+                let mut t = printers::table(
+                    r,
+                    &items,
+                    IncludeObject::parse(q("includeObject")),
+                    false,
+                );
+                t.metadata.resource_version = Some(rv.to_string());
+                t.metadata.continue_ = meta["continue"].as_str().map(str::to_string);
+                return Ok(json_ok(&serde_json::to_value(&t).unwrap_or_default()));
+            }
+            Ok(json_ok(&json!({
+                "kind": r.list_kind(),
+                "apiVersion": r.api_version(),
+                "metadata": meta,
+                "items": items,
+            })))
+        }
+        (&Method::POST, None) => {
+            check_json_body(&headers)?;
+            if r.namespaced && ns.is_none() {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            let obj = read_json(body).await?;
+            let Written { object, warnings } = reg.create(r, ns, obj, validation).await?;
+            Ok(json_response(StatusCode::CREATED, &object, &warnings))
+        }
+        (&Method::GET, Some(name)) => {
+            part_of(&target)?;
+            require_scope(&target)?;
+            let obj = reg.get(r, ns, name).await?;
+            if wants_table(&headers) {
+                let t = printers::table(r, &[obj], IncludeObject::parse(q("includeObject")), false);
+                return Ok(json_ok(&serde_json::to_value(&t).unwrap_or_default()));
+            }
+            Ok(json_ok(&obj))
+        }
+        (&Method::PUT, Some(name)) => {
+            check_json_body(&headers)?;
+            require_scope(&target)?;
+            let part = part_of(&target)?;
+            let obj = read_json(body).await?;
+            let Written { object, warnings } =
+                reg.update(r, ns, name, obj, part, validation).await?;
+            Ok(json_response(StatusCode::OK, &object, &warnings))
+        }
+        (&Method::PATCH, Some(name)) => {
+            require_scope(&target)?;
+            let part = part_of(&target)?;
+            let ct = content_type(&headers);
+            let kind = PatchType::from_content_type(&ct).ok_or_else(|| {
+                ApiError::UnsupportedMediaType(format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct})"
+                ))
+            })?;
+            let patch = read_json(body).await?;
+            let Written { object, warnings } = reg
+                .patch(r, ns, name, kind, &patch, part, validation)
+                .await?;
+            Ok(json_response(StatusCode::OK, &object, &warnings))
+        }
+        (&Method::DELETE, Some(name)) => {
+            require_scope(&target)?;
+            if target.subresource.is_some() {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+                .await
+                .map_err(|_| ApiError::TooLarge)?;
+            let mut params: DeleteParams = if bytes.iter().all(u8::is_ascii_whitespace) {
+                DeleteParams::default()
+            } else {
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    ApiError::BadRequest(format!("invalid DeleteOptions: {e}"))
+                })?
+            };
+            if let Some(g) = q("gracePeriodSeconds") {
+                params.grace_period_seconds = Some(g.parse().map_err(|_| {
+                    ApiError::BadRequest(format!("invalid gracePeriodSeconds: {g}"))
+                })?);
+            }
+            match reg.delete(r, ns, name, &params).await? {
+                Deleted::Pending(obj) => Ok(json_response(StatusCode::OK, &obj, &[])),
+                Deleted::Gone(obj) if r.plural == "pods" => {
+                    Ok(json_response(StatusCode::OK, &obj, &[]))
+                }
+                Deleted::Gone(obj) => Ok(json_ok(&json!({
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "details": {
+                        "name": name,
+                        "kind": r.plural,
+                        "uid": object::meta_str(&obj, "uid"),
+                    },
+                }))),
+            }
+        }
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+/// A namespaced object must be addressed with its namespace.
+fn require_scope(target: &Target) -> Result<()> {
+    if target.resource.namespaced && target.namespace.is_none() {
+        Err(ApiError::NoSuchPath)
+    } else {
+        Ok(())
+    }
+}
+
+/// How a store change looks to one watcher, whose selectors may see an update move an
+/// object into or out of its view.
+fn event_type(filter: &Filter, ev: &CachedEvent) -> Option<&'static str> {
+    let now = filter.matches(&ev.object);
+    match ev.kind {
+        EventKind::Created => now.then_some("ADDED"),
+        EventKind::Deleted => now.then_some("DELETED"),
+        EventKind::Updated => {
+            let before = ev.prev.as_ref().map_or(now, |p| filter.matches(p));
+            match (before, now) {
+                (true, true) => Some("MODIFIED"),
+                (false, true) => Some("ADDED"),
+                (true, false) => Some("DELETED"),
+                (false, false) => None,
+            }
+        }
+    }
+}
+
+/// Serializes one watch event line; `table` wraps the object in a one-row `Table`.
+struct Encoder {
+    resource: &'static ResourceInfo,
+    table: bool,
+    first: bool,
+}
+
+impl Encoder {
+    fn line(&mut self, kind: &str, obj: &Value, json: Option<&Bytes>) -> Bytes {
+        let mut out = Vec::with_capacity(json.map_or(256, |j| j.len() + 32));
+        out.extend_from_slice(b"{\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"object\":");
+        if self.table {
+            let t = printers::table(
+                self.resource,
+                std::slice::from_ref(obj),
+                IncludeObject::Metadata,
+                !self.first,
+            );
+            self.first = false;
+            out.extend_from_slice(&serde_json::to_vec(&t).unwrap_or_default());
+        } else {
+            match json {
+                Some(j) => out.extend_from_slice(j),
+                None => out.extend_from_slice(&serde_json::to_vec(obj).unwrap_or_default()),
+            }
+        }
+        out.extend_from_slice(b"}\n");
+        Bytes::from(out)
+    }
+
+    fn raw(kind: &str, obj: &Value) -> Bytes {
+        let mut v = serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap_or_default();
+        v.push(b'\n');
+        Bytes::from(v)
+    }
+}
+
+async fn watch(
+    state: &AppState,
+    r: &'static ResourceInfo,
+    filter: Filter,
+    query: &HashMap<String, String>,
+    table: bool,
+) -> Result<Response> {
+    let q = |k: &str| query.get(k).map(String::as_str);
+    let rv = q("resourceVersion").unwrap_or("");
+    let send_initial = q("sendInitialEvents") == Some("true");
+    let bookmarks = q("allowWatchBookmarks") == Some("true");
+    let timeout = q("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(state.config.max_watch);
+    let reg = state.registry.clone();
+    let cache = reg.cache(r).clone();
+
+    let (initial, after) = if rv.is_empty() || rv == "0" || send_initial {
+        let (items, rev, _) = reg.list(r, &filter, &ListParams::default()).await?;
+        (items, rev)
+    } else {
+        let after = rv
+            .parse::<i64>()
+            .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {rv}")))?;
+        (Vec::new(), after)
+    };
+
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    let mut enc = Encoder {
+        resource: r,
+        table,
+        first: true,
+    };
+    let bookmark_every = state.config.bookmark_interval;
+    let bookmark = move |rev: i64, end_of_initial: bool| {
+        let mut meta = json!({"resourceVersion": rev.to_string()});
+        if end_of_initial {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        Encoder::raw(
+            "BOOKMARK",
+            &json!({"kind": r.kind, "apiVersion": r.api_version(), "metadata": meta}),
+        )
+    };
+    match cache.subscribe(after) {
+        Err(too_old) => {
+            let status = ApiError::Expired(too_old.to_string()).to_status();
+            let line = Encoder::raw("ERROR", &serde_json::to_value(&status).unwrap_or_default());
+            let _ = tx.try_send(Ok(line));
+        }
+        Ok(mut sub) => {
+            tokio::spawn(async move {
+                let deadline = tokio::time::Instant::now() + timeout;
+                for obj in &initial {
+                    if tx.send(Ok(enc.line("ADDED", obj, None))).await.is_err() {
+                        return;
+                    }
+                }
+                let mut seen = after;
+                if send_initial && bookmarks && tx.send(Ok(bookmark(after, true))).await.is_err() {
+                    return;
+                }
+                for ev in sub.replay.drain(..) {
+                    seen = ev.revision;
+                    if let Some(kind) = event_type(&filter, &ev)
+                        && tx.send(Ok(enc.line(kind, &ev.object, Some(&ev.json)))).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                let mut ticker = tokio::time::interval(bookmark_every);
+                ticker.tick().await;
+                loop {
+                    tokio::select! {
+                        ev = sub.live.recv() => {
+                            // The cache closed this watcher (too slow, or history lost):
+                            // ending the stream makes the client re-watch or relist.
+                            let Some(ev) = ev else { return };
+                            if ev.revision <= seen {
+                                continue;
+                            }
+                            seen = ev.revision;
+                            if let Some(kind) = event_type(&filter, &ev)
+                                && tx.send(Ok(enc.line(kind, &ev.object, Some(&ev.json)))).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                        _ = ticker.tick(), if bookmarks => {
+                            if tx.send(Ok(bookmark(seen, false))).await.is_err() {
+                                return;
+                            }
+                        }
+                        _ = tokio::time::sleep_until(deadline) => return,
+                        _ = tx.closed() => return,
+                    }
+                }
+            });
+        }
+    }
+    let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_parse_like_kubernetes() {
+        let t = parse_target("namespaces/default/pods/web/status").unwrap();
+        assert_eq!(t.resource.plural, "pods");
+        assert_eq!(t.namespace.as_deref(), Some("default"));
+        assert_eq!(t.name.as_deref(), Some("web"));
+        assert_eq!(t.subresource.as_deref(), Some("status"));
+
+        let t = parse_target("namespaces/kube-system/status").unwrap();
+        assert_eq!(t.resource.plural, "namespaces");
+        assert_eq!(t.name.as_deref(), Some("kube-system"));
+        assert_eq!(t.subresource.as_deref(), Some("status"));
+
+        let t = parse_target("namespaces/foo").unwrap();
+        assert_eq!((t.resource.plural, t.name.as_deref()), ("namespaces", Some("foo")));
+
+        let t = parse_target("pods").unwrap();
+        assert_eq!((t.resource.plural, t.namespace, t.name), ("pods", None, None));
+
+        assert!(parse_target("deployments").is_err());
+        assert!(parse_target("namespaces/default/nodes").is_err());
+        assert!(parse_target("namespaces/default/pods/a/b/c").is_err());
+    }
+}

@@ -1,0 +1,321 @@
+//! What differs between resources: how an object is decoded, defaulted and validated, what
+//! a spec or a status update may change, and which fields selectors can use. Everything
+//! else (storage, versions, watches) is the registry's, shared by all resources.
+
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use minik8s_api::defaults;
+use minik8s_api::resource::{self, ResourceInfo};
+use minik8s_api::validation::{self, FieldError, NameRule};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::{ApiError, Result};
+use crate::object;
+
+/// Which part of an object an update may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The object itself: everything but `status`.
+    Main,
+    /// The `/status` subresource: only `status` (and labels/annotations).
+    Status,
+}
+
+pub trait Strategy: Send + Sync + 'static {
+    fn info(&self) -> &'static ResourceInfo;
+
+    /// The object after a round trip through its typed form: unknown fields dropped,
+    /// malformed values refused with `400`.
+    fn normalize(&self, obj: Value) -> Result<Value>;
+
+    /// Defaults and validates a new object whose metadata the registry has filled in.
+    fn prepare_create(&self, obj: Value) -> Result<Value>;
+
+    /// Merges `new` onto `old` for `part` and validates the result.
+    fn prepare_update(&self, old: &Value, new: Value, part: Part) -> Result<Value>;
+
+    /// The value of `field` for field selectors; `None` if the field is not supported.
+    fn field(&self, obj: &Value, field: &str) -> Option<String> {
+        common_field(obj, field)
+    }
+
+    /// Whether deleting this object waits for its node (pods bound to a node).
+    fn graceful_delete_seconds(&self, _obj: &Value, _requested: Option<i64>) -> Option<i64> {
+        None
+    }
+}
+
+fn common_field(obj: &Value, field: &str) -> Option<String> {
+    match field {
+        "metadata.name" => Some(object::name(obj).to_string()),
+        "metadata.namespace" => Some(object::namespace(obj).to_string()),
+        _ => None,
+    }
+}
+
+fn decode<K: DeserializeOwned>(info: &ResourceInfo, obj: Value) -> Result<K> {
+    serde_json::from_value(obj).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {e}",
+            info.kind,
+            info.version,
+            info.kind
+        ))
+    })
+}
+
+fn encode<K: Serialize>(obj: &K) -> Result<Value> {
+    serde_json::to_value(obj).map_err(|e| ApiError::Internal(format!("encoding object: {e}")))
+}
+
+fn check(info: &'static ResourceInfo, obj: &Value, causes: Vec<FieldError>) -> Result<()> {
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid {
+            resource: info,
+            name: object::name(obj).to_string(),
+            causes,
+        })
+    }
+}
+
+/// Keeps `status` from `old` (a main update) or everything but `status` and the labels
+/// and annotations from `old` (a status update), as Kubernetes' update strategies do.
+fn merge_parts(old: &Value, mut new: Value, part: Part) -> Value {
+    match part {
+        Part::Main => {
+            if let Some(obj) = new.as_object_mut() {
+                match old.get("status") {
+                    Some(s) => obj.insert("status".into(), s.clone()),
+                    None => obj.remove("status"),
+                };
+            }
+            new
+        }
+        Part::Status => {
+            let mut merged = old.clone();
+            if let Some(s) = new.get("status") {
+                merged["status"] = s.clone();
+            }
+            let new_meta = object::meta_mut(&mut new).clone();
+            let meta = object::meta_mut(&mut merged);
+            for k in ["labels", "annotations", "resourceVersion"] {
+                match new_meta.get(k) {
+                    Some(v) => meta.insert(k.into(), v.clone()),
+                    None => meta.remove(k),
+                };
+            }
+            merged
+        }
+    }
+}
+
+pub struct PodStrategy;
+
+impl Strategy for PodStrategy {
+    fn info(&self) -> &'static ResourceInfo {
+        &resource::PODS
+    }
+
+    fn normalize(&self, obj: Value) -> Result<Value> {
+        encode(&decode::<Pod>(self.info(), obj)?)
+    }
+
+    fn prepare_create(&self, obj: Value) -> Result<Value> {
+        let mut pod: Pod = decode(self.info(), obj)?;
+        defaults::default_pod(&mut pod);
+        let qos = defaults::pod_qos_class(&pod);
+        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: Some("Pending".into()),
+            qos_class: Some(qos.to_string()),
+            ..Default::default()
+        });
+        let v = encode(&pod)?;
+        check(self.info(), &v, validation::validate_pod(&pod))?;
+        Ok(v)
+    }
+
+    fn prepare_update(&self, old: &Value, new: Value, part: Part) -> Result<Value> {
+        let merged = merge_parts(old, new, part);
+        let old_pod: Pod = decode(self.info(), old.clone())?;
+        let mut pod: Pod = decode(self.info(), merged)?;
+        if part == Part::Main {
+            defaults::default_pod(&mut pod);
+        }
+        let v = encode(&pod)?;
+        let mut causes = validation::validate_pod(&pod);
+        causes.extend(validation::validate_pod_update(&old_pod, &pod));
+        check(self.info(), &v, causes)?;
+        Ok(v)
+    }
+
+    fn field(&self, obj: &Value, field: &str) -> Option<String> {
+        match field {
+            "spec.nodeName"
+            | "spec.restartPolicy"
+            | "spec.schedulerName"
+            | "spec.serviceAccountName"
+            | "spec.hostNetwork"
+            | "status.phase"
+            | "status.podIP"
+            | "status.nominatedNodeName" => Some(object::path_string(obj, field)),
+            _ => common_field(obj, field),
+        }
+    }
+
+    fn graceful_delete_seconds(&self, obj: &Value, requested: Option<i64>) -> Option<i64> {
+        // Only a kubelet can stop a pod's containers: a pod no node has taken goes at once.
+        if object::path_string(obj, "spec.nodeName").is_empty() {
+            return None;
+        }
+        let phase = object::path_string(obj, "status.phase");
+        if phase == "Succeeded" || phase == "Failed" {
+            return None;
+        }
+        let grace = requested.unwrap_or_else(|| {
+            object::path(obj, "spec.terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(30)
+        });
+        (grace > 0).then_some(grace)
+    }
+}
+
+pub struct NodeStrategy;
+
+impl Strategy for NodeStrategy {
+    fn info(&self) -> &'static ResourceInfo {
+        &resource::NODES
+    }
+
+    fn normalize(&self, obj: Value) -> Result<Value> {
+        encode(&decode::<Node>(self.info(), obj)?)
+    }
+
+    fn prepare_create(&self, obj: Value) -> Result<Value> {
+        let node: Node = decode(self.info(), obj)?;
+        let v = encode(&node)?;
+        check(self.info(), &v, validation::validate_node(&node))?;
+        Ok(v)
+    }
+
+    fn prepare_update(&self, old: &Value, new: Value, part: Part) -> Result<Value> {
+        let node: Node = decode(self.info(), merge_parts(old, new, part))?;
+        let v = encode(&node)?;
+        check(self.info(), &v, validation::validate_node(&node))?;
+        Ok(v)
+    }
+
+    fn field(&self, obj: &Value, field: &str) -> Option<String> {
+        match field {
+            "spec.unschedulable" => Some(match object::path(obj, field) {
+                Some(Value::Bool(true)) => "true".to_string(),
+                _ => "false".to_string(),
+            }),
+            _ => common_field(obj, field),
+        }
+    }
+}
+
+pub struct NamespaceStrategy;
+
+impl Strategy for NamespaceStrategy {
+    fn info(&self) -> &'static ResourceInfo {
+        &resource::NAMESPACES
+    }
+
+    fn normalize(&self, obj: Value) -> Result<Value> {
+        encode(&decode::<Namespace>(self.info(), obj)?)
+    }
+
+    fn prepare_create(&self, obj: Value) -> Result<Value> {
+        let mut ns: Namespace = decode(self.info(), obj)?;
+        ns.status = None;
+        defaults::default_namespace(&mut ns);
+        let v = encode(&ns)?;
+        check(self.info(), &v, validation::validate_namespace(&ns))?;
+        Ok(v)
+    }
+
+    fn prepare_update(&self, old: &Value, new: Value, part: Part) -> Result<Value> {
+        let mut merged = merge_parts(old, new, part);
+        if part == Part::Main {
+            // spec.finalizers belong to the finalize subresource.
+            if let Some(spec) = old.get("spec") {
+                merged["spec"] = spec.clone();
+            }
+        }
+        let ns: Namespace = decode(self.info(), merged)?;
+        let v = encode(&ns)?;
+        check(self.info(), &v, validation::validate_namespace(&ns))?;
+        Ok(v)
+    }
+
+    fn field(&self, obj: &Value, field: &str) -> Option<String> {
+        match field {
+            "status.phase" => Some(object::path_string(obj, field)),
+            _ => common_field(obj, field),
+        }
+    }
+}
+
+pub struct EventStrategy;
+
+impl Strategy for EventStrategy {
+    fn info(&self) -> &'static ResourceInfo {
+        &resource::EVENTS
+    }
+
+    fn normalize(&self, obj: Value) -> Result<Value> {
+        encode(&decode::<Event>(self.info(), obj)?)
+    }
+
+    fn prepare_create(&self, obj: Value) -> Result<Value> {
+        let ev: Event = decode(self.info(), obj)?;
+        let v = encode(&ev)?;
+        check(self.info(), &v, validation::validate_event(&ev))?;
+        Ok(v)
+    }
+
+    fn prepare_update(&self, _old: &Value, new: Value, _part: Part) -> Result<Value> {
+        self.prepare_create(new)
+    }
+
+    fn field(&self, obj: &Value, field: &str) -> Option<String> {
+        match field {
+            "involvedObject.kind"
+            | "involvedObject.namespace"
+            | "involvedObject.name"
+            | "involvedObject.uid"
+            | "involvedObject.apiVersion"
+            | "involvedObject.resourceVersion"
+            | "involvedObject.fieldPath"
+            | "reason"
+            | "reportingComponent"
+            | "type" => Some(object::path_string(obj, field)),
+            "source" => Some(object::path_string(obj, "source.component")),
+            _ => common_field(obj, field),
+        }
+    }
+}
+
+/// The strategy for a resource we serve.
+pub fn for_resource(info: &ResourceInfo) -> &'static dyn Strategy {
+    match info.plural {
+        "pods" => &PodStrategy,
+        "nodes" => &NodeStrategy,
+        "namespaces" => &NamespaceStrategy,
+        _ => &EventStrategy,
+    }
+}
+
+/// Name rule per resource, used when a name is generated.
+pub fn name_rule(info: &ResourceInfo) -> NameRule {
+    if info.plural == "namespaces" {
+        NameRule::Dns1123Label
+    } else {
+        NameRule::Dns1123Subdomain
+    }
+}
