@@ -1,0 +1,27 @@
+//! Test support: start real processes (etcd, the API server) on free ports, and stop them
+//! when the guard is dropped.
+
+pub mod apiserver;
+pub mod etcd;
+
+/// Waits until `check` returns `Some`, polling every `every`, failing after `deadline`.
+pub async fn wait_for<T, F, Fut>(
+    what: &str,
+    deadline: std::time::Duration,
+    mut check: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= end {
+            anyhow::bail!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
