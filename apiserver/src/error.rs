@@ -184,7 +184,10 @@ impl ApiError {
                 name: name.to_string(),
             },
             StoreError::Conflict { .. } => ApiError::conflict(resource, name),
-            StoreError::Compacted { requested, compacted } => ApiError::Expired(format!(
+            StoreError::Compacted {
+                requested,
+                compacted,
+            } => ApiError::Expired(format!(
                 "too old resource version: {requested} ({compacted})"
             )),
             StoreError::FutureRevision { requested, current } => ApiError::Unavailable(format!(

@@ -24,7 +24,9 @@ use crate::error::{ApiError, MAX_BODY_BYTES, Result};
 use crate::object;
 use crate::patch::PatchType;
 use crate::printers::{self, IncludeObject};
-use crate::registry::{DeleteParams, Deleted, FieldValidation, Filter, ListParams, Registry, Written};
+use crate::registry::{
+    DeleteParams, Deleted, FieldValidation, Filter, ListParams, Registry, Written,
+};
 use crate::strategy::Part;
 use crate::watch_cache::CachedEvent;
 
@@ -59,11 +61,26 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health))
         .route("/livez", get(health))
         .route("/api", get(api_versions))
-        .route("/apis", get(|| async { json_ok(&discovery::api_group_list()) }))
-        .route("/openapi/v3", get(|| async { json_ok(&discovery::openapi_root()) }))
-        .route("/openapi/v3/api/v1", get(|| async { json_ok(&discovery::openapi_core_v1()) }))
-        .route("/api/v1", get(|| async { json_ok(&discovery::core_v1_resources()) }))
-        .route("/api/v1/", get(|| async { json_ok(&discovery::core_v1_resources()) }))
+        .route(
+            "/apis",
+            get(|| async { json_ok(&discovery::api_group_list()) }),
+        )
+        .route(
+            "/openapi/v3",
+            get(|| async { json_ok(&discovery::openapi_root()) }),
+        )
+        .route(
+            "/openapi/v3/api/v1",
+            get(|| async { json_ok(&discovery::openapi_core_v1()) }),
+        )
+        .route(
+            "/api/v1",
+            get(|| async { json_ok(&discovery::core_v1_resources()) }),
+        )
+        .route(
+            "/api/v1/",
+            get(|| async { json_ok(&discovery::core_v1_resources()) }),
+        )
         .route("/api/v1/{*path}", axum::routing::any(core_v1))
         .fallback(|| async { ApiError::NoSuchPath })
         .with_state(state)
@@ -88,10 +105,18 @@ fn json_ok(v: &Value) -> Response {
     json_response(StatusCode::OK, v, &[])
 }
 
+fn json_bytes(code: StatusCode, body: Vec<u8>) -> Response {
+    let mut resp = (code, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 fn json_response(code: StatusCode, v: &Value, warnings: &[String]) -> Response {
-    let mut resp = (code, serde_json::to_vec(v).unwrap_or_default()).into_response();
+    let mut resp = json_bytes(code, serde_json::to_vec(v).unwrap_or_default());
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     for w in warnings {
         let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
         if let Ok(v) = HeaderValue::from_str(&text) {
@@ -164,7 +189,9 @@ async fn read_json(body: Body) -> Result<Value> {
 
 fn parse_json(bytes: &Bytes) -> Result<Value> {
     if bytes.is_empty() {
-        return Err(ApiError::BadRequest("the request body is empty".to_string()));
+        return Err(ApiError::BadRequest(
+            "the request body is empty".to_string(),
+        ));
     }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}")))
@@ -255,28 +282,38 @@ async fn handle(
                 resource_version: q("resourceVersion").map(str::to_string),
                 resource_version_match: q("resourceVersionMatch").map(str::to_string),
             };
-            let (items, rv, cont) = reg.list(r, &filter, &params).await?;
+            if wants_table(&headers) {
+                let (items, rv, cont) = reg.list(r, &filter, &params).await?;
+                let mut t =
+                    printers::table(r, &items, IncludeObject::parse(q("includeObject")), false);
+                t.metadata.resource_version = Some(rv.to_string());
+                t.metadata.continue_ = cont;
+                return Ok(json_ok(&serde_json::to_value(&t).unwrap_or_default()));
+            }
+            let (items, rv, cont) = reg.list_json(r, &filter, &params).await?;
             let mut meta = json!({"resourceVersion": rv.to_string()});
             if let Some(c) = cont {
                 meta["continue"] = json!(c);
             }
-            if wants_table(&headers) {
-                let mut t = printers::table(
-                    r,
-                    &items,
-                    IncludeObject::parse(q("includeObject")),
-                    false,
-                );
-                t.metadata.resource_version = Some(rv.to_string());
-                t.metadata.continue_ = meta["continue"].as_str().map(str::to_string);
-                return Ok(json_ok(&serde_json::to_value(&t).unwrap_or_default()));
+            // The items are already serialized: the list is written around them.
+            let mut body = Vec::with_capacity(items.iter().map(Vec::len).sum::<usize>() + 256);
+            body.extend_from_slice(
+                format!(
+                    "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
+                    r.list_kind(),
+                    r.api_version(),
+                    meta
+                )
+                .as_bytes(),
+            );
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(item);
             }
-            Ok(json_ok(&json!({
-                "kind": r.list_kind(),
-                "apiVersion": r.api_version(),
-                "metadata": meta,
-                "items": items,
-            })))
+            body.extend_from_slice(b"]}");
+            Ok(json_bytes(StatusCode::OK, body))
         }
         (&Method::POST, None) => {
             check_json_body(&headers)?;
@@ -290,12 +327,12 @@ async fn handle(
         (&Method::GET, Some(name)) => {
             part_of(&target)?;
             require_scope(&target)?;
-            let obj = reg.get(r, ns, name).await?;
             if wants_table(&headers) {
+                let obj = reg.get(r, ns, name).await?;
                 let t = printers::table(r, &[obj], IncludeObject::parse(q("includeObject")), false);
                 return Ok(json_ok(&serde_json::to_value(&t).unwrap_or_default()));
             }
-            Ok(json_ok(&obj))
+            Ok(json_bytes(StatusCode::OK, reg.get_json(r, ns, name).await?))
         }
         (&Method::PUT, Some(name)) => {
             check_json_body(&headers)?;
@@ -332,9 +369,8 @@ async fn handle(
             let mut params: DeleteParams = if bytes.iter().all(u8::is_ascii_whitespace) {
                 DeleteParams::default()
             } else {
-                serde_json::from_slice(&bytes).map_err(|e| {
-                    ApiError::BadRequest(format!("invalid DeleteOptions: {e}"))
-                })?
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
             };
             if let Some(g) = q("gracePeriodSeconds") {
                 params.grace_period_seconds = Some(g.parse().map_err(|_| {
@@ -375,12 +411,12 @@ fn require_scope(target: &Target) -> Result<()> {
 /// How a store change looks to one watcher, whose selectors may see an update move an
 /// object into or out of its view.
 fn event_type(filter: &Filter, ev: &CachedEvent) -> Option<&'static str> {
-    let now = filter.matches(&ev.object);
+    let now = filter.matches_view(&ev.view);
     match ev.kind {
         EventKind::Created => now.then_some("ADDED"),
         EventKind::Deleted => now.then_some("DELETED"),
         EventKind::Updated => {
-            let before = ev.prev.as_ref().map_or(now, |p| filter.matches(p));
+            let before = ev.prev.as_ref().map_or(now, |p| filter.matches_view(p));
             match (before, now) {
                 (true, true) => Some("MODIFIED"),
                 (false, true) => Some("ADDED"),
@@ -399,28 +435,30 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn line(&mut self, kind: &str, obj: &Value, json: Option<&Bytes>) -> Bytes {
-        let mut out = Vec::with_capacity(json.map_or(256, |j| j.len() + 32));
+    /// An event line around an object already serialized: spliced in as is.
+    fn line(&mut self, kind: &str, json: &[u8]) -> Bytes {
+        if self.table {
+            let obj = serde_json::from_slice(json).unwrap_or(Value::Null);
+            return self.table_line(kind, &obj);
+        }
+        let mut out = Vec::with_capacity(json.len() + 32);
         out.extend_from_slice(b"{\"type\":\"");
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\",\"object\":");
-        if self.table {
-            let t = printers::table(
-                self.resource,
-                std::slice::from_ref(obj),
-                IncludeObject::Metadata,
-                !self.first,
-            );
-            self.first = false;
-            out.extend_from_slice(&serde_json::to_vec(&t).unwrap_or_default());
-        } else {
-            match json {
-                Some(j) => out.extend_from_slice(j),
-                None => out.extend_from_slice(&serde_json::to_vec(obj).unwrap_or_default()),
-            }
-        }
+        out.extend_from_slice(json);
         out.extend_from_slice(b"}\n");
         Bytes::from(out)
+    }
+
+    fn table_line(&mut self, kind: &str, obj: &Value) -> Bytes {
+        let t = printers::table(
+            self.resource,
+            std::slice::from_ref(obj),
+            IncludeObject::Metadata,
+            !self.first,
+        );
+        self.first = false;
+        Self::raw(kind, &serde_json::to_value(&t).unwrap_or_default())
     }
 
     fn raw(kind: &str, obj: &Value) -> Bytes {
@@ -449,7 +487,7 @@ async fn watch(
     let cache = reg.cache(r).clone();
 
     let (initial, after) = if rv.is_empty() || rv == "0" || send_initial {
-        let (items, rev, _) = reg.list(r, &filter, &ListParams::default()).await?;
+        let (items, rev, _) = reg.list_json(r, &filter, &ListParams::default()).await?;
         (items, rev)
     } else {
         let after = rv
@@ -485,7 +523,7 @@ async fn watch(
             tokio::spawn(async move {
                 let deadline = tokio::time::Instant::now() + timeout;
                 for obj in &initial {
-                    if tx.send(Ok(enc.line("ADDED", obj, None))).await.is_err() {
+                    if tx.send(Ok(enc.line("ADDED", obj))).await.is_err() {
                         return;
                     }
                 }
@@ -496,7 +534,7 @@ async fn watch(
                 for ev in sub.replay.drain(..) {
                     seen = ev.revision;
                     if let Some(kind) = event_type(&filter, &ev)
-                        && tx.send(Ok(enc.line(kind, &ev.object, Some(&ev.json)))).await.is_err()
+                        && tx.send(Ok(enc.line(kind, &ev.json))).await.is_err()
                     {
                         return;
                     }
@@ -514,7 +552,7 @@ async fn watch(
                             }
                             seen = ev.revision;
                             if let Some(kind) = event_type(&filter, &ev)
-                                && tx.send(Ok(enc.line(kind, &ev.object, Some(&ev.json)))).await.is_err()
+                                && tx.send(Ok(enc.line(kind, &ev.json))).await.is_err()
                             {
                                 return;
                             }
@@ -532,8 +570,10 @@ async fn watch(
         }
     }
     let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(resp)
 }
 
@@ -555,10 +595,16 @@ mod tests {
         assert_eq!(t.subresource.as_deref(), Some("status"));
 
         let t = parse_target("namespaces/foo").unwrap();
-        assert_eq!((t.resource.plural, t.name.as_deref()), ("namespaces", Some("foo")));
+        assert_eq!(
+            (t.resource.plural, t.name.as_deref()),
+            ("namespaces", Some("foo"))
+        );
 
         let t = parse_target("pods").unwrap();
-        assert_eq!((t.resource.plural, t.namespace, t.name), ("pods", None, None));
+        assert_eq!(
+            (t.resource.plural, t.namespace, t.name),
+            ("pods", None, None)
+        );
 
         assert!(parse_target("deployments").is_err());
         assert!(parse_target("namespaces/default/nodes").is_err());

@@ -61,9 +61,16 @@ pub fn merge(target: &mut Value, patch: &Value) {
 /// `patchMergeKey` tags of the core/v1 types we serve.
 fn merge_key(field: &str) -> Option<&'static str> {
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes"
-        | "imagePullSecrets" | "containerStatuses" | "initContainerStatuses"
-        | "ephemeralContainerStatuses" | "resourceClaims" => "name",
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
+        | "containerStatuses"
+        | "initContainerStatuses"
+        | "ephemeralContainerStatuses"
+        | "resourceClaims" => "name",
         "ports" => "containerPort",
         "volumeMounts" => "mountPath",
         "volumeDevices" => "devicePath",
@@ -307,7 +314,12 @@ mod tests {
     #[test]
     fn merge_patch_replaces_lists_and_deletes_nulls() {
         let t = json!({"a": {"b": 1, "c": 2}, "l": [1, 2]});
-        let out = apply(PatchType::Merge, &t, &json!({"a": {"b": null, "d": 3}, "l": [3]})).unwrap();
+        let out = apply(
+            PatchType::Merge,
+            &t,
+            &json!({"a": {"b": null, "d": 3}, "l": [3]}),
+        )
+        .unwrap();
         assert_eq!(out, json!({"a": {"c": 2, "d": 3}, "l": [3]}));
     }
 
@@ -325,7 +337,10 @@ mod tests {
             out["status"]["conditions"],
             json!([{"type": "Ready", "status": "True"}, {"type": "PodScheduled", "status": "True"}])
         );
-        assert_eq!(out["status"]["containerStatuses"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            out["status"]["containerStatuses"].as_array().unwrap().len(),
+            2
+        );
     }
 
     #[test]
@@ -335,9 +350,16 @@ mod tests {
         let patch = json!({"spec": {"containers": [{"name": "b", "$patch": "delete"}]},
                            "metadata": {"finalizers": ["f2"]}});
         let out = apply(PatchType::Strategic, &t, &patch).unwrap();
-        assert_eq!(out["spec"]["containers"], json!([{"name": "a", "image": "x"}]));
+        assert_eq!(
+            out["spec"]["containers"],
+            json!([{"name": "a", "image": "x"}])
+        );
         assert_eq!(out["metadata"]["finalizers"], json!(["f1", "f2"]));
-        let err = apply(PatchType::Strategic, &t, &json!({"spec": {"containers": [{"image": "y"}]}}));
+        let err = apply(
+            PatchType::Strategic,
+            &t,
+            &json!({"spec": {"containers": [{"image": "y"}]}}),
+        );
         assert!(err.unwrap_err().contains("merge key"));
     }
 
@@ -352,7 +374,17 @@ mod tests {
             {"op": "replace", "path": "/l/0", "value": 0}
         ]);
         let out = apply(PatchType::Json, &t, &p).unwrap();
-        assert_eq!(out, json!({"metadata": {"labels": {"b": "2"}}, "l": [0, 2, 3]}));
-        assert!(apply(PatchType::Json, &t, &json!([{"op": "test", "path": "/l/0", "value": 9}])).is_err());
+        assert_eq!(
+            out,
+            json!({"metadata": {"labels": {"b": "2"}}, "l": [0, 2, 3]})
+        );
+        assert!(
+            apply(
+                PatchType::Json,
+                &t,
+                &json!([{"op": "test", "path": "/l/0", "value": 9}])
+            )
+            .is_err()
+        );
     }
 }

@@ -73,26 +73,104 @@ fn columns(resource: &ResourceInfo) -> Vec<Col> {
     match resource.plural {
         "pods" => vec![
             name,
-            Col::new("Ready", "string", "", 0, "The aggregate readiness state of this pod for accepting traffic."),
-            Col::new("Status", "string", "", 0, "The aggregate status of the containers in this pod."),
-            Col::new("Restarts", "string", "", 0, "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+            Col::new(
+                "Ready",
+                "string",
+                "",
+                0,
+                "The aggregate readiness state of this pod for accepting traffic.",
+            ),
+            Col::new(
+                "Status",
+                "string",
+                "",
+                0,
+                "The aggregate status of the containers in this pod.",
+            ),
+            Col::new(
+                "Restarts",
+                "string",
+                "",
+                0,
+                "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+            ),
             age,
-            Col::new("IP", "string", "", 1, "IP address allocated to the pod. Routable at least within the cluster."),
-            Col::new("Node", "string", "", 1, "Name of the node the pod is assigned to."),
-            Col::new("Nominated Node", "string", "", 1, "Name of the node the pod is nominated to run on."),
-            Col::new("Readiness Gates", "string", "", 1, "Readiness gates of the pod."),
+            Col::new(
+                "IP",
+                "string",
+                "",
+                1,
+                "IP address allocated to the pod. Routable at least within the cluster.",
+            ),
+            Col::new(
+                "Node",
+                "string",
+                "",
+                1,
+                "Name of the node the pod is assigned to.",
+            ),
+            Col::new(
+                "Nominated Node",
+                "string",
+                "",
+                1,
+                "Name of the node the pod is nominated to run on.",
+            ),
+            Col::new(
+                "Readiness Gates",
+                "string",
+                "",
+                1,
+                "Readiness gates of the pod.",
+            ),
         ],
         "nodes" => vec![
             name,
             Col::new("Status", "string", "", 0, "The status of the node"),
             Col::new("Roles", "string", "", 0, "The roles of the node"),
             age,
-            Col::new("Version", "string", "", 0, "Kubelet Version reported by the node."),
-            Col::new("Internal-IP", "string", "", 1, "List of internal IPs in the node."),
-            Col::new("External-IP", "string", "", 1, "List of external IPs in the node."),
-            Col::new("OS-Image", "string", "", 1, "OS Image reported by the node."),
-            Col::new("Kernel-Version", "string", "", 1, "Kernel Version reported by the node."),
-            Col::new("Container-Runtime", "string", "", 1, "Container Runtime Version reported by the node."),
+            Col::new(
+                "Version",
+                "string",
+                "",
+                0,
+                "Kubelet Version reported by the node.",
+            ),
+            Col::new(
+                "Internal-IP",
+                "string",
+                "",
+                1,
+                "List of internal IPs in the node.",
+            ),
+            Col::new(
+                "External-IP",
+                "string",
+                "",
+                1,
+                "List of external IPs in the node.",
+            ),
+            Col::new(
+                "OS-Image",
+                "string",
+                "",
+                1,
+                "OS Image reported by the node.",
+            ),
+            Col::new(
+                "Kernel-Version",
+                "string",
+                "",
+                1,
+                "Kernel Version reported by the node.",
+            ),
+            Col::new(
+                "Container-Runtime",
+                "string",
+                "",
+                1,
+                "Container Runtime Version reported by the node.",
+            ),
         ],
         "namespaces" => vec![
             name,
@@ -100,15 +178,63 @@ fn columns(resource: &ResourceInfo) -> Vec<Col> {
             age,
         ],
         "events" => vec![
-            Col::new("Last Seen", "string", "", 0, "Time when last event occurred"),
-            Col::new("Type", "string", "", 0, "Type of this event (Normal, Warning), new types could be added in the future."),
-            Col::new("Reason", "string", "", 0, "A short, machine understandable string that gives the reason for this event being generated."),
+            Col::new(
+                "Last Seen",
+                "string",
+                "",
+                0,
+                "Time when last event occurred",
+            ),
+            Col::new(
+                "Type",
+                "string",
+                "",
+                0,
+                "Type of this event (Normal, Warning), new types could be added in the future.",
+            ),
+            Col::new(
+                "Reason",
+                "string",
+                "",
+                0,
+                "A short, machine understandable string that gives the reason for this event being generated.",
+            ),
             Col::new("Object", "string", "", 0, "The object this Event is about."),
-            Col::new("Subobject", "string", "", 1, "The subobject this Event is about."),
-            Col::new("Source", "string", "", 1, "The component reporting this event."),
-            Col::new("Message", "string", "", 0, "A human-readable description of the status of this operation."),
-            Col::new("First Seen", "string", "", 1, "The time at which the event was first recorded."),
-            Col::new("Count", "string", "", 1, "The number of times this event has occurred."),
+            Col::new(
+                "Subobject",
+                "string",
+                "",
+                1,
+                "The subobject this Event is about.",
+            ),
+            Col::new(
+                "Source",
+                "string",
+                "",
+                1,
+                "The component reporting this event.",
+            ),
+            Col::new(
+                "Message",
+                "string",
+                "",
+                0,
+                "A human-readable description of the status of this operation.",
+            ),
+            Col::new(
+                "First Seen",
+                "string",
+                "",
+                1,
+                "The time at which the event was first recorded.",
+            ),
+            Col::new(
+                "Count",
+                "string",
+                "",
+                1,
+                "The number of times this event has occurred.",
+            ),
             Col::new("Name", "string", "name", 1, "Name of the event."),
         ],
         _ => vec![name, age],
@@ -116,24 +242,34 @@ fn columns(resource: &ResourceInfo) -> Vec<Col> {
 }
 
 fn or_none(s: String) -> String {
-    if s.is_empty() { "<none>".to_string() } else { s }
+    if s.is_empty() {
+        "<none>".to_string()
+    } else {
+        s
+    }
 }
 
 fn pod_cells(pod: &Value, now: jiff::Timestamp) -> Vec<Value> {
     let p = PodSummary::of(pod, now);
-    let gates = pod["spec"]["readinessGates"].as_array().map(|g| g.len()).unwrap_or(0);
+    let gates = pod["spec"]["readinessGates"]
+        .as_array()
+        .map(|g| g.len())
+        .unwrap_or(0);
     let gates = if gates == 0 {
         "<none>".to_string()
     } else {
-        let conds = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        let conds = pod["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let ready = pod["spec"]["readinessGates"]
             .as_array()
             .into_iter()
             .flatten()
             .filter(|g| {
-                conds.iter().any(|c| {
-                    c["type"] == g["conditionType"] && c["status"] == "True"
-                })
+                conds
+                    .iter()
+                    .any(|c| c["type"] == g["conditionType"] && c["status"] == "True")
             })
             .count();
         format!("{ready}/{gates}")
@@ -146,7 +282,10 @@ fn pod_cells(pod: &Value, now: jiff::Timestamp) -> Vec<Value> {
         json!(age(object::meta_str(pod, "creationTimestamp"), now)),
         json!(or_none(object::path_string(pod, "status.podIP"))),
         json!(or_none(object::path_string(pod, "spec.nodeName"))),
-        json!(or_none(object::path_string(pod, "status.nominatedNodeName"))),
+        json!(or_none(object::path_string(
+            pod,
+            "status.nominatedNodeName"
+        ))),
         json!(gates),
     ]
 }
@@ -264,7 +403,10 @@ impl PodSummary {
 }
 
 fn node_cells(node: &Value, now: jiff::Timestamp) -> Vec<Value> {
-    let conds = node["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let conds = node["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut status = match conds.iter().find(|c| c["type"] == "Ready") {
         Some(c) if c["status"] == "True" => "Ready".to_string(),
         Some(_) => "NotReady".to_string(),
@@ -275,7 +417,10 @@ fn node_cells(node: &Value, now: jiff::Timestamp) -> Vec<Value> {
     }
     let roles: Vec<String> = object::labels(node)
         .keys()
-        .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/").map(str::to_string))
+        .filter_map(|k| {
+            k.strip_prefix("node-role.kubernetes.io/")
+                .map(str::to_string)
+        })
         .filter(|r| !r.is_empty())
         .collect();
     let addr = |t: &str| {
@@ -377,7 +522,12 @@ impl IncludeObject {
     }
 }
 
-fn row(resource: &ResourceInfo, obj: &Value, include: IncludeObject, now: jiff::Timestamp) -> TableRow {
+fn row(
+    resource: &ResourceInfo,
+    obj: &Value,
+    include: IncludeObject,
+    now: jiff::Timestamp,
+) -> TableRow {
     let object = match include {
         IncludeObject::None => None,
         IncludeObject::Object => Some(obj.clone()),
@@ -400,7 +550,11 @@ pub fn table(
     no_headers: bool,
 ) -> Table {
     let now = jiff::Timestamp::now();
-    let mut t = Table::new(if no_headers { Vec::new() } else { columns(resource) });
+    let mut t = Table::new(if no_headers {
+        Vec::new()
+    } else {
+        columns(resource)
+    });
     t.rows = objects
         .iter()
         .map(|o| row(resource, o, include, now))
@@ -443,17 +597,39 @@ mod tests {
         let now = jiff::Timestamp::now();
         let cases = [
             (json!({"phase": "Pending"}), "Pending"),
-            (json!({"phase": "Pending", "initContainerStatuses": [{"name": "i", "state": {"running": {}}}]}), "Init:0/1"),
-            (json!({"phase": "Pending", "initContainerStatuses": [{"name": "i", "state": {"terminated": {"exitCode": 0}}}],
-                    "containerStatuses": [{"name": "a", "state": {"waiting": {"reason": "ContainerCreating"}}}]}), "ContainerCreating"),
-            (json!({"phase": "Running", "initContainerStatuses": [{"name": "i", "state": {"terminated": {"exitCode": 0}}}],
-                    "containerStatuses": [{"name": "a", "ready": true, "state": {"running": {}}}]}), "Running"),
-            (json!({"phase": "Succeeded", "containerStatuses": [{"name": "a", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}), "Completed"),
-            (json!({"phase": "Failed", "containerStatuses": [{"name": "a", "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}), "Error"),
-            (json!({"phase": "Running", "containerStatuses": [{"name": "a", "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}), "CrashLoopBackOff"),
+            (
+                json!({"phase": "Pending", "initContainerStatuses": [{"name": "i", "state": {"running": {}}}]}),
+                "Init:0/1",
+            ),
+            (
+                json!({"phase": "Pending", "initContainerStatuses": [{"name": "i", "state": {"terminated": {"exitCode": 0}}}],
+                    "containerStatuses": [{"name": "a", "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+                "ContainerCreating",
+            ),
+            (
+                json!({"phase": "Running", "initContainerStatuses": [{"name": "i", "state": {"terminated": {"exitCode": 0}}}],
+                    "containerStatuses": [{"name": "a", "ready": true, "state": {"running": {}}}]}),
+                "Running",
+            ),
+            (
+                json!({"phase": "Succeeded", "containerStatuses": [{"name": "a", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}),
+                "Completed",
+            ),
+            (
+                json!({"phase": "Failed", "containerStatuses": [{"name": "a", "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}),
+                "Error",
+            ),
+            (
+                json!({"phase": "Running", "containerStatuses": [{"name": "a", "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}),
+                "CrashLoopBackOff",
+            ),
         ];
         for (status, want) in cases {
-            assert_eq!(PodSummary::of(&pod_with(status.clone()), now).status, want, "{status}");
+            assert_eq!(
+                PodSummary::of(&pod_with(status.clone()), now).status,
+                want,
+                "{status}"
+            );
         }
         let mut p = pod_with(json!({"phase": "Running"}));
         p["metadata"]["deletionTimestamp"] = json!("2020-01-01T00:00:00Z");
@@ -463,9 +639,11 @@ mod tests {
     #[test]
     fn restarts_show_when_last_restart_happened() {
         let now: jiff::Timestamp = "2020-01-01T00:10:00Z".parse().unwrap();
-        let p = pod_with(json!({"phase": "Running", "containerStatuses": [{"name": "a", "restartCount": 5,
+        let p = pod_with(
+            json!({"phase": "Running", "containerStatuses": [{"name": "a", "restartCount": 5,
             "ready": true, "state": {"running": {}},
-            "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2020-01-01T00:05:00Z"}}}]}));
+            "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2020-01-01T00:05:00Z"}}}]}),
+        );
         let s = PodSummary::of(&p, now);
         assert_eq!(s.restarts, "5 (5m ago)");
         assert_eq!((s.ready, s.total), (1, 1));

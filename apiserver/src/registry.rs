@@ -3,7 +3,7 @@
 //! deletion, selectors and paging — for every resource, with the per-resource parts in
 //! [`crate::strategy`]. Nothing here knows about HTTP.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -58,6 +58,27 @@ pub struct Written {
     pub warnings: Vec<String>,
 }
 
+/// What selectors look at in an object: computed once per object (per event in the
+/// watch cache), so that filtering for many watchers needs no JSON.
+#[derive(Clone, Debug, Default)]
+pub struct ObjectView {
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl ObjectView {
+    pub fn of(strategy: &dyn Strategy, obj: &Value) -> ObjectView {
+        ObjectView {
+            namespace: object::namespace(obj).to_string(),
+            labels: object::labels(obj),
+            fields: strategy::field_names(strategy)
+                .map(|f| (f, strategy.field_value(obj, f)))
+                .collect(),
+        }
+    }
+}
+
 /// Which objects a list or watch wants.
 pub struct Filter {
     pub namespace: Option<String>,
@@ -78,9 +99,8 @@ impl Filter {
             .map_err(|e| ApiError::BadRequest(format!("unable to parse requirement: {e}")))?;
         let fields = FieldSelector::parse(field_selector.unwrap_or(""))
             .map_err(|e| ApiError::BadRequest(format!("invalid field selector: {e}")))?;
-        let probe = json!({});
         for f in fields.fields() {
-            if strategy.field(&probe, f).is_none() {
+            if !strategy::field_names(strategy).any(|known| known == f) {
                 return Err(ApiError::BadRequest(format!(
                     "field label not supported: {f}"
                 )));
@@ -101,7 +121,29 @@ impl Filter {
             return false;
         }
         self.labels.matches(&object::labels(obj))
-            && self.fields.matches(&|f: &str| self.strategy.field(obj, f))
+            && self
+                .fields
+                .matches(&|f: &str| strategy::field(self.strategy, obj, f))
+    }
+
+    /// True when only the namespace (which the store prefix already selects) matters.
+    pub fn selects_everything(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
+    pub fn matches_view(&self, view: &ObjectView) -> bool {
+        if let Some(ns) = &self.namespace
+            && view.namespace != *ns
+        {
+            return false;
+        }
+        self.labels.matches(&view.labels)
+            && self.fields.matches(&|f: &str| {
+                view.fields
+                    .iter()
+                    .find(|(name, _)| *name == f)
+                    .map(|(_, v)| v.clone())
+            })
     }
 }
 
@@ -180,6 +222,36 @@ fn decode_kv(kv: &KeyValue) -> Result<Value> {
     Ok(v)
 }
 
+/// The stored bytes with `metadata.resourceVersion` put in, without decoding the object:
+/// objects are stored with sorted keys, so they begin with `apiVersion`, `kind` and then
+/// `metadata`. Anything else is decoded and encoded again.
+fn encode_kv(kv: &KeyValue) -> Result<Vec<u8>> {
+    const META: &[u8] = b"\"metadata\":{";
+    let v = &kv.value;
+    let head = &v[..v.len().min(256)];
+    let splice_at = head
+        .windows(META.len())
+        .position(|w| w == META)
+        .map(|p| p + META.len())
+        .filter(|at| {
+            let before = &v[..*at];
+            before.starts_with(b"{\"apiVersion\":\"")
+                && before.iter().filter(|b| **b == b'{').count() == 2
+                && v.get(*at).is_some_and(|b| *b != b'}')
+        });
+    match splice_at {
+        Some(at) => {
+            let rv = format!("\"resourceVersion\":\"{}\",", kv.mod_revision);
+            let mut out = Vec::with_capacity(v.len() + rv.len());
+            out.extend_from_slice(&v[..at]);
+            out.extend_from_slice(rv.as_bytes());
+            out.extend_from_slice(&v[at..]);
+            Ok(out)
+        }
+        None => Ok(serde_json::to_vec(&decode_kv(kv)?).unwrap_or_default()),
+    }
+}
+
 fn to_bytes(obj: &Value) -> Vec<u8> {
     let mut stored = obj.clone();
     object::strip_for_storage(&mut stored);
@@ -210,14 +282,9 @@ impl Registry {
     pub async fn new(store: Arc<dyn Store>, watch_window: usize) -> Result<Registry> {
         let mut caches = HashMap::new();
         for r in resource::ALL {
-            let cache = WatchCache::start(
-                store.clone(),
-                r,
-                prefix(r, None),
-                watch_window,
-            )
-            .await
-            .map_err(|e| ApiError::from_store(e, r, ""))?;
+            let cache = WatchCache::start(store.clone(), r, prefix(r, None), watch_window)
+                .await
+                .map_err(|e| ApiError::from_store(e, r, ""))?;
             caches.insert(r.plural, cache);
         }
         let registry = Registry { store, caches };
@@ -264,6 +331,16 @@ impl Registry {
         decode_kv(&self.get_kv(resource, namespace, name).await?)
     }
 
+    /// The object serialized as served, without decoding it.
+    pub async fn get_json(
+        &self,
+        resource: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Vec<u8>> {
+        encode_kv(&self.get_kv(resource, namespace, name).await?)
+    }
+
     /// Lists matching objects; returns `(items, resourceVersion, continue)`.
     pub async fn list(
         &self,
@@ -271,6 +348,25 @@ impl Registry {
         filter: &Filter,
         params: &ListParams,
     ) -> Result<(Vec<Value>, Revision, Option<String>)> {
+        let (raw, rev, token) = self.list_json(resource, filter, params).await?;
+        let items = raw
+            .iter()
+            .map(|b| {
+                serde_json::from_slice(b)
+                    .map_err(|e| ApiError::Internal(format!("corrupt object: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        Ok((items, rev, token))
+    }
+
+    /// Like [`Registry::list`], with each object serialized as served. Objects are only
+    /// decoded when a selector needs to look at them.
+    pub async fn list_json(
+        &self,
+        resource: &'static ResourceInfo,
+        filter: &Filter,
+        params: &ListParams,
+    ) -> Result<(Vec<Vec<u8>>, Revision, Option<String>)> {
         let prefix = prefix(resource, filter.namespace.as_deref());
         let (mut revision, mut start_after) = match &params.continue_token {
             Some(t) if !t.is_empty() => {
@@ -286,6 +382,7 @@ impl Registry {
             revision = Some(parse_rv(rv)?);
         }
         let want = params.limit.filter(|l| *l > 0);
+        let everything = filter.selects_everything();
         let mut items = Vec::new();
         loop {
             let chunk = want.map(|w| (w - items.len()).max(64));
@@ -314,9 +411,8 @@ impl Registry {
             revision = Some(res.revision);
             let mut stopped_early = None;
             for kv in &res.items {
-                let obj = decode_kv(kv)?;
-                if filter.matches(&obj) {
-                    items.push(obj);
+                if everything || filter.matches(&decode_kv(kv)?) {
+                    items.push(encode_kv(kv)?);
                     if want.is_some_and(|w| items.len() >= w) {
                         stopped_early = Some(kv.key.clone());
                         break;
@@ -336,7 +432,12 @@ impl Registry {
         }
     }
 
-    async fn check_namespace(&self, resource: &'static ResourceInfo, ns: &str, name: &str) -> Result<()> {
+    async fn check_namespace(
+        &self,
+        resource: &'static ResourceInfo,
+        ns: &str,
+        name: &str,
+    ) -> Result<()> {
         let nsobj = match self.get(&resource::NAMESPACES, None, ns).await {
             Ok(v) => v,
             Err(ApiError::NotFound { .. }) => {
@@ -638,8 +739,8 @@ impl Registry {
         for _ in 0..PATCH_RETRIES {
             let kv = self.get_kv(resource, namespace, name).await?;
             let old = decode_kv(&kv)?;
-            let patched = patch::apply(patch_type, &old, patch_body)
-                .map_err(ApiError::BadRequest)?;
+            let patched =
+                patch::apply(patch_type, &old, patch_body).map_err(ApiError::BadRequest)?;
             let mut patched = patched;
             // A resourceVersion in the patch is a precondition, as in Kubernetes.
             let expected = match object::meta_str(&patched, "resourceVersion") {
@@ -798,11 +899,18 @@ impl Registry {
                         continue;
                     }
                     match self
-                        .delete(r, Some(&name), object::name(&item), &DeleteParams::default())
+                        .delete(
+                            r,
+                            Some(&name),
+                            object::name(&item),
+                            &DeleteParams::default(),
+                        )
                         .await
                     {
                         Ok(_) | Err(ApiError::NotFound { .. }) => {}
-                        Err(e) => tracing::warn!(namespace = %name, error = %e, "namespace cleanup"),
+                        Err(e) => {
+                            tracing::warn!(namespace = %name, error = %e, "namespace cleanup")
+                        }
                     }
                 }
             }
@@ -818,5 +926,37 @@ impl Registry {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(value: &Value) -> KeyValue {
+        KeyValue {
+            key: "/registry/pods/default/p".into(),
+            value: serde_json::to_vec(value).unwrap(),
+            create_revision: 3,
+            mod_revision: 7,
+        }
+    }
+
+    #[test]
+    fn resource_version_is_spliced_into_stored_bytes() {
+        let obj = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"metadata": "{"}}, "spec": {}});
+        let out: Value = serde_json::from_slice(&encode_kv(&kv(&obj)).unwrap()).unwrap();
+        let mut want = obj.clone();
+        want["metadata"]["resourceVersion"] = json!("7");
+        assert_eq!(out, want);
+        // Objects of another shape are decoded and encoded instead.
+        for odd in [
+            json!({"kind": "Pod", "metadata": {"name": "p"}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}}),
+        ] {
+            let out: Value = serde_json::from_slice(&encode_kv(&kv(&odd)).unwrap()).unwrap();
+            assert_eq!(out["metadata"]["resourceVersion"], "7", "{odd}");
+        }
     }
 }

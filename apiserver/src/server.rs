@@ -115,18 +115,23 @@ impl Server {
         store: Arc<dyn Store>,
     ) -> Result<Server, StartError> {
         let registry = Arc::new(Registry::new(store, config.watch_window).await?);
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(|source| StartError::Listen {
             addr: config.listen,
             source,
         })?;
         let (stop, mut stopped) = watch::channel(false);
-        spawn_housekeeping(registry.clone(), config.housekeeping_interval, stop.subscribe());
+        spawn_housekeeping(
+            registry.clone(),
+            config.housekeeping_interval,
+            stop.subscribe(),
+        );
         let app = http::router(AppState {
             registry: registry.clone(),
             config: config.http.clone(),

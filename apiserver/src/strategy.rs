@@ -5,7 +5,7 @@
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use minik8s_api::defaults;
 use minik8s_api::resource::{self, ResourceInfo};
-use minik8s_api::validation::{self, FieldError, NameRule};
+use minik8s_api::validation::{self, FieldError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -35,9 +35,14 @@ pub trait Strategy: Send + Sync + 'static {
     /// Merges `new` onto `old` for `part` and validates the result.
     fn prepare_update(&self, old: &Value, new: Value, part: Part) -> Result<Value>;
 
-    /// The value of `field` for field selectors; `None` if the field is not supported.
-    fn field(&self, obj: &Value, field: &str) -> Option<String> {
-        common_field(obj, field)
+    /// Field selector labels supported besides `metadata.name` and `metadata.namespace`.
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The value of a selectable field as field selectors compare it.
+    fn field_value(&self, obj: &Value, field: &str) -> String {
+        object::path_string(obj, field)
     }
 
     /// Whether deleting this object waits for its node (pods bound to a node).
@@ -46,21 +51,28 @@ pub trait Strategy: Send + Sync + 'static {
     }
 }
 
-fn common_field(obj: &Value, field: &str) -> Option<String> {
-    match field {
-        "metadata.name" => Some(object::name(obj).to_string()),
-        "metadata.namespace" => Some(object::namespace(obj).to_string()),
-        _ => None,
-    }
+const COMMON_FIELDS: &[&str] = &["metadata.name", "metadata.namespace"];
+
+/// Every field selector label of a resource.
+pub fn field_names(strategy: &dyn Strategy) -> impl Iterator<Item = &'static str> {
+    COMMON_FIELDS
+        .iter()
+        .chain(strategy.selectable_fields())
+        .copied()
+}
+
+/// The value of `field` for field selectors; `None` if the resource does not support it.
+pub fn field(strategy: &dyn Strategy, obj: &Value, field: &str) -> Option<String> {
+    field_names(strategy)
+        .any(|f| f == field)
+        .then(|| strategy.field_value(obj, field))
 }
 
 fn decode<K: DeserializeOwned>(info: &ResourceInfo, obj: Value) -> Result<K> {
     serde_json::from_value(obj).map_err(|e| {
         ApiError::BadRequest(format!(
             "{} in version \"{}\" cannot be handled as a {}: {e}",
-            info.kind,
-            info.version,
-            info.kind
+            info.kind, info.version, info.kind
         ))
     })
 }
@@ -151,18 +163,17 @@ impl Strategy for PodStrategy {
         Ok(v)
     }
 
-    fn field(&self, obj: &Value, field: &str) -> Option<String> {
-        match field {
-            "spec.nodeName"
-            | "spec.restartPolicy"
-            | "spec.schedulerName"
-            | "spec.serviceAccountName"
-            | "spec.hostNetwork"
-            | "status.phase"
-            | "status.podIP"
-            | "status.nominatedNodeName" => Some(object::path_string(obj, field)),
-            _ => common_field(obj, field),
-        }
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ]
     }
 
     fn graceful_delete_seconds(&self, obj: &Value, requested: Option<i64>) -> Option<i64> {
@@ -208,13 +219,15 @@ impl Strategy for NodeStrategy {
         Ok(v)
     }
 
-    fn field(&self, obj: &Value, field: &str) -> Option<String> {
-        match field {
-            "spec.unschedulable" => Some(match object::path(obj, field) {
-                Some(Value::Bool(true)) => "true".to_string(),
-                _ => "false".to_string(),
-            }),
-            _ => common_field(obj, field),
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["spec.unschedulable"]
+    }
+
+    fn field_value(&self, obj: &Value, field: &str) -> String {
+        match (field, object::path(obj, field)) {
+            ("spec.unschedulable", Some(Value::Bool(true))) => "true".to_string(),
+            ("spec.unschedulable", _) => "false".to_string(),
+            _ => object::path_string(obj, field),
         }
     }
 }
@@ -253,11 +266,8 @@ impl Strategy for NamespaceStrategy {
         Ok(v)
     }
 
-    fn field(&self, obj: &Value, field: &str) -> Option<String> {
-        match field {
-            "status.phase" => Some(object::path_string(obj, field)),
-            _ => common_field(obj, field),
-        }
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["status.phase"]
     }
 }
 
@@ -283,20 +293,26 @@ impl Strategy for EventStrategy {
         self.prepare_create(new)
     }
 
-    fn field(&self, obj: &Value, field: &str) -> Option<String> {
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ]
+    }
+
+    fn field_value(&self, obj: &Value, field: &str) -> String {
         match field {
-            "involvedObject.kind"
-            | "involvedObject.namespace"
-            | "involvedObject.name"
-            | "involvedObject.uid"
-            | "involvedObject.apiVersion"
-            | "involvedObject.resourceVersion"
-            | "involvedObject.fieldPath"
-            | "reason"
-            | "reportingComponent"
-            | "type" => Some(object::path_string(obj, field)),
-            "source" => Some(object::path_string(obj, "source.component")),
-            _ => common_field(obj, field),
+            "source" => object::path_string(obj, "source.component"),
+            _ => object::path_string(obj, field),
         }
     }
 }
@@ -308,14 +324,5 @@ pub fn for_resource(info: &ResourceInfo) -> &'static dyn Strategy {
         "nodes" => &NodeStrategy,
         "namespaces" => &NamespaceStrategy,
         _ => &EventStrategy,
-    }
-}
-
-/// Name rule per resource, used when a name is generated.
-pub fn name_rule(info: &ResourceInfo) -> NameRule {
-    if info.plural == "namespaces" {
-        NameRule::Dns1123Label
-    } else {
-        NameRule::Dns1123Subdomain
     }
 }

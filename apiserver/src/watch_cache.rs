@@ -17,24 +17,28 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::object;
+use crate::registry::ObjectView;
+use crate::strategy::{self, Strategy};
 
 /// Events kept for resuming watches.
 pub const DEFAULT_WINDOW: usize = 10_000;
 /// Events queued for one watcher before it is considered too slow and disconnected.
 pub const WATCHER_QUEUE: usize = 1024;
 
-/// One change, decoded once and shared by every watcher.
+/// One change, decoded once and shared by every watcher. Only what selectors need is
+/// kept decoded; the object itself is kept serialized, ready to send.
 #[derive(Debug)]
 pub struct CachedEvent {
     pub kind: EventKind,
     pub revision: Revision,
-    /// The object after the change (for deletes: the last state, at the delete revision).
-    pub object: Value,
-    /// The object before the change, for updates: selectors need it to turn an update
-    /// that moves an object out of a watcher's view into a `DELETED`.
-    pub prev: Option<Value>,
-    /// `object` serialized once for every watcher.
+    /// The object after the change (for deletes: the last state, at the delete
+    /// revision), serialized with its `resourceVersion`.
     pub json: Bytes,
+    /// What selectors see of the object.
+    pub view: ObjectView,
+    /// What selectors saw before an update: an update that moves an object out of a
+    /// watcher's view is sent to it as `DELETED`.
+    pub prev: Option<ObjectView>,
 }
 
 struct State {
@@ -85,6 +89,7 @@ impl WatchCache {
             }),
         });
         let weak = Arc::downgrade(&cache);
+        let strategy = strategy::for_resource(resource);
         tokio::spawn(async move {
             let mut after = rev;
             loop {
@@ -95,7 +100,7 @@ impl WatchCache {
                             match item {
                                 Ok(ev) => {
                                     after = ev.revision;
-                                    cache.push(decode(ev));
+                                    cache.push(decode(strategy, ev));
                                 }
                                 Err(StoreError::Compacted { .. }) => {
                                     after = cache.reset(&store).await;
@@ -194,22 +199,22 @@ impl WatchCache {
     }
 }
 
-fn decode(ev: minik8s_storage::Event) -> CachedEvent {
+fn decode(strategy: &dyn Strategy, ev: minik8s_storage::Event) -> CachedEvent {
     let mut object: Value = serde_json::from_slice(&ev.value).unwrap_or(Value::Null);
     object::set_resource_version(&mut object, ev.revision);
     let prev = match ev.kind {
         EventKind::Updated => ev
             .prev_value
             .as_deref()
-            .and_then(|p| serde_json::from_slice(p).ok()),
+            .and_then(|p| serde_json::from_slice::<Value>(p).ok())
+            .map(|p| ObjectView::of(strategy, &p)),
         _ => None,
     };
-    let json = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
     CachedEvent {
         kind: ev.kind,
         revision: ev.revision,
-        object,
+        json: Bytes::from(serde_json::to_vec(&object).unwrap_or_default()),
+        view: ObjectView::of(strategy, &object),
         prev,
-        json,
     }
 }

@@ -82,9 +82,14 @@ impl ApiProcess {
             .context("bench binary directory")?
             .join("apiserver");
         if !bin.is_file() {
-            bail!("{} not found: build it with `cargo build --release --bin apiserver`", bin.display());
+            bail!(
+                "{} not found: build it with `cargo build --release --bin apiserver`",
+                bin.display()
+            );
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let dir = tempfile::tempdir()?;
         let mut cmd = Command::new(bin);
         cmd.arg("--listen")
@@ -203,7 +208,11 @@ where
 
 async fn expect(resp: reqwest::Response, code: u16) -> anyhow::Result<reqwest::Response> {
     if resp.status().as_u16() != code {
-        bail!("expected {code}, got {}: {}", resp.status(), resp.text().await.unwrap_or_default());
+        bail!(
+            "expected {code}, got {}: {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
     }
     Ok(resp)
 }
@@ -215,13 +224,18 @@ async fn store_baseline(store: Arc<dyn Store>, label: &str) -> anyhow::Result<Ve
     for clients in [1, 32] {
         let (s, b) = (store.clone(), body.clone());
         out.push(
-            run_ops(&format!("{label} store create c={clients}"), clients, if clients == 1 { 300 } else { 2000 }, move |i| {
-                let (s, b) = (s.clone(), b.clone());
-                async move {
-                    s.create(&format!("/bench/{clients}/{i}"), b).await?;
-                    Ok(())
-                }
-            })
+            run_ops(
+                &format!("{label} store create c={clients}"),
+                clients,
+                if clients == 1 { 300 } else { 2000 },
+                move |i| {
+                    let (s, b) = (s.clone(), b.clone());
+                    async move {
+                        s.create(&format!("/bench/{clients}/{i}"), b).await?;
+                        Ok(())
+                    }
+                },
+            )
             .await?,
         );
     }
@@ -239,60 +253,53 @@ async fn store_baseline(store: Arc<dyn Store>, label: &str) -> anyhow::Result<Ve
     Ok(out)
 }
 
-async fn bench_api(label: &str, api: &ApiProcess, get_seconds: u64) -> anyhow::Result<(Vec<Samples>, Value)> {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+async fn bench_api(
+    label: &str,
+    api: &ApiProcess,
+    get_seconds: u64,
+) -> anyhow::Result<(Vec<Samples>, Value)> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
     wait_ready(&http, &api.url).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_idle = api.rss_mib();
     let base = format!("{}/api/v1/namespaces/default/pods", api.url);
     let mut out = Vec::new();
 
-    for (clients, total, tag) in [(1usize, 300usize, "a"), (32, 2000, "b")] {
+    // 300 + 700 creates leave exactly 1000 pods for LIST and memory.
+    for (clients, total, tag) in [(1usize, 300usize, "a"), (32, 700, "b")] {
         let (h, u) = (http.clone(), base.clone());
         out.push(
-            run_ops(&format!("{label} CREATE c={clients}"), clients, total, move |i| {
-                let (h, u) = (h.clone(), u.clone());
-                async move {
-                    expect(h.post(&u).json(&pod(&format!("{tag}{i}"))).send().await?, 201).await?;
-                    Ok(())
-                }
-            })
+            run_ops(
+                &format!("{label} CREATE c={clients}"),
+                clients,
+                total,
+                move |i| {
+                    let (h, u) = (h.clone(), u.clone());
+                    async move {
+                        expect(
+                            h.post(&u).json(&pod(&format!("{tag}{i}"))).send().await?,
+                            201,
+                        )
+                        .await?;
+                        Ok(())
+                    }
+                },
+            )
             .await?,
         );
     }
-    for (clients, total, tag) in [(1usize, 300usize, "a"), (32, 2000, "b")] {
-        let (h, u) = (http.clone(), base.clone());
-        out.push(
-            run_ops(&format!("{label} UPDATE c={clients}"), clients, total, move |i| {
-                let (h, u) = (h.clone(), u.clone());
-                async move {
-                    let url = format!("{u}/{tag}{i}");
-                    let mut p: Value = expect(h.get(&url).send().await?, 200).await?.json().await?;
-                    p["metadata"]["labels"]["round"] = json!("1");
-                    expect(h.put(&url).json(&p).send().await?, 200).await?;
-                    Ok(())
-                }
-            })
-            .await?,
-        );
-    }
-    // Top up to 1000 pods for LIST and memory.
-    let count = |v: &Value| v["items"].as_array().map_or(0, Vec::len);
-    let have = count(&http.get(&base).send().await?.json::<Value>().await?);
-    let (h, u) = (http.clone(), base.clone());
-    run_ops("top up", 8, 1000usize.saturating_sub(have), move |i| {
-        let (h, u) = (h.clone(), u.clone());
-        async move {
-            expect(h.post(&u).json(&pod(&format!("c{i}"))).send().await?, 201).await?;
-            Ok(())
-        }
-    })
-    .await?;
     let (h, u) = (http.clone(), base.clone());
     let list = run_ops(&format!("{label} LIST 1000 pods"), 1, 20, move |_| {
         let (h, u) = (h.clone(), u.clone());
         async move {
-            let v: Value = h.get(format!("{u}?limit=1000")).send().await?.json().await?;
+            let v: Value = h
+                .get(format!("{u}?limit=1000"))
+                .send()
+                .await?
+                .json()
+                .await?;
             if v["items"].as_array().map_or(0, Vec::len) < 1000 {
                 bail!("LIST returned fewer than 1000 pods");
             }
@@ -302,17 +309,44 @@ async fn bench_api(label: &str, api: &ApiProcess, get_seconds: u64) -> anyhow::R
     .await?;
     out.push(list);
     let rss_1000 = api.rss_mib();
+    for (clients, total, tag) in [(1usize, 300usize, "a"), (32, 700, "b")] {
+        let (h, u) = (http.clone(), base.clone());
+        out.push(
+            run_ops(
+                &format!("{label} UPDATE c={clients}"),
+                clients,
+                total,
+                move |i| {
+                    let (h, u) = (h.clone(), u.clone());
+                    async move {
+                        let url = format!("{u}/{tag}{i}");
+                        let mut p: Value =
+                            expect(h.get(&url).send().await?, 200).await?.json().await?;
+                        p["metadata"]["labels"]["round"] = json!("1");
+                        expect(h.put(&url).json(&p).send().await?, 200).await?;
+                        Ok(())
+                    }
+                },
+            )
+            .await?,
+        );
+    }
 
     for clients in [1usize, 16] {
         let (h, u) = (http.clone(), format!("{base}/a0"));
         out.push(
-            run_for(&format!("{label} GET c={clients}"), clients, get_seconds, move || {
-                let (h, u) = (h.clone(), u.clone());
-                async move {
-                    expect(h.get(&u).send().await?, 200).await?.bytes().await?;
-                    Ok(())
-                }
-            })
+            run_for(
+                &format!("{label} GET c={clients}"),
+                clients,
+                get_seconds,
+                move || {
+                    let (h, u) = (h.clone(), u.clone());
+                    async move {
+                        expect(h.get(&u).send().await?, 200).await?.bytes().await?;
+                        Ok(())
+                    }
+                },
+            )
             .await?,
         );
     }
@@ -324,18 +358,27 @@ async fn bench_api(label: &str, api: &ApiProcess, get_seconds: u64) -> anyhow::R
 
 /// 100 watchers; each write's delivery time to every watcher, from the moment the write
 /// was sent.
-async fn watch_delivery(label: &str, http: &reqwest::Client, base: &str) -> anyhow::Result<Samples> {
+async fn watch_delivery(
+    label: &str,
+    http: &reqwest::Client,
+    base: &str,
+) -> anyhow::Result<Samples> {
     const WATCHERS: usize = 100;
     const WRITES: usize = 100;
     let target = format!("{base}/a1");
     let current: Value = http.get(&target).send().await?.json().await?;
-    let rv = current["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
+    let rv = current["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
     let sent: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
     let mut watchers = Vec::new();
     for _ in 0..WATCHERS {
         let resp = http
-            .get(format!("{base}?watch=true&resourceVersion={rv}&fieldSelector=metadata.name%3Da1"))
+            .get(format!(
+                "{base}?watch=true&resourceVersion={rv}&fieldSelector=metadata.name%3Da1"
+            ))
             .send()
             .await?;
         let tx = tx.clone();
@@ -382,7 +425,11 @@ async fn watch_delivery(label: &str, http: &reqwest::Client, base: &str) -> anyh
                     lat.push(at.saturating_duration_since(*t));
                 }
             }
-            _ => bail!("watch delivery: {} of {} events arrived", lat.len(), WATCHERS * WRITES),
+            _ => bail!(
+                "watch delivery: {} of {} events arrived",
+                lat.len(),
+                WATCHERS * WRITES
+            ),
         }
     }
     for w in watchers {
@@ -396,7 +443,10 @@ async fn watch_delivery(label: &str, http: &reqwest::Client, base: &str) -> anyh
 }
 
 fn print_table(rows: &[Samples], extras: &[(String, Value)]) {
-    println!("{:<36} {:>8} {:>10} {:>9} {:>9}", "measurement", "count", "per sec", "p50 ms", "p99 ms");
+    println!(
+        "{:<36} {:>8} {:>10} {:>9} {:>9}",
+        "measurement", "count", "per sec", "p50 ms", "p99 ms"
+    );
     for s in rows {
         println!(
             "{:<36} {:>8} {:>10.0} {:>9.2} {:>9.2}",
