@@ -52,6 +52,8 @@ impl Default for HttpConfig {
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub config: HttpConfig,
+    /// Talks to kubelets (container logs).
+    pub kubelet_client: reqwest::Client,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -324,6 +326,11 @@ async fn handle(
             let Written { object, warnings } = reg.create(r, ns, obj, validation).await?;
             Ok(json_response(StatusCode::CREATED, &object, &warnings))
         }
+        (&Method::GET, Some(name))
+            if r.plural == "pods" && target.subresource.as_deref() == Some("log") =>
+        {
+            pod_log(&state, ns.unwrap_or("default"), name, &query).await
+        }
         (&Method::GET, Some(name)) => {
             part_of(&target)?;
             require_scope(&target)?;
@@ -397,6 +404,106 @@ async fn handle(
         }
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// `pods/{name}/log`: finds the pod's node and streams the container's log from that
+/// node's kubelet.
+async fn pod_log(
+    state: &AppState,
+    ns: &str,
+    name: &str,
+    query: &HashMap<String, String>,
+) -> Result<Response> {
+    let pod = state.registry.get(&resource::PODS, Some(ns), name).await?;
+    let names = |key: &str| -> Vec<String> {
+        pod["spec"][key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let (apps, inits) = (names("containers"), names("initContainers"));
+    let container = match query.get("container").filter(|c| !c.is_empty()) {
+        Some(c) if apps.contains(c) || inits.contains(c) => c.clone(),
+        Some(c) => {
+            return Err(ApiError::BadRequest(format!(
+                "container {c} is not valid for pod {name}"
+            )));
+        }
+        None if apps.len() == 1 => apps[0].clone(),
+        None => {
+            let mut msg = format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                apps.join(" ")
+            );
+            if !inits.is_empty() {
+                msg.push_str(&format!(" or one of the init containers: [{}]", inits.join(" ")));
+            }
+            return Err(ApiError::BadRequest(msg));
+        }
+    };
+    let status = ["containerStatuses", "initContainerStatuses"]
+        .iter()
+        .filter_map(|k| pod["status"][k].as_array())
+        .flatten()
+        .find(|s| s["name"] == container.as_str());
+    let started = status.is_some_and(|s| {
+        s["state"]["running"].is_object()
+            || s["state"]["terminated"].is_object()
+            || s["lastState"]["terminated"].is_object()
+    });
+    let node_name = object::path_string(&pod, "spec.nodeName");
+    if node_name.is_empty() || !started {
+        let reason = status
+            .and_then(|s| s["state"]["waiting"]["reason"].as_str())
+            .unwrap_or("ContainerCreating");
+        return Err(ApiError::BadRequest(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
+        )));
+    }
+    let node = state
+        .registry
+        .get(&resource::NODES, None, &node_name)
+        .await?;
+    let ip = node["status"]["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["type"] == "InternalIP")
+        .and_then(|a| a["address"].as_str())
+        .ok_or_else(|| {
+            ApiError::Unavailable(format!("node {node_name} has no InternalIP address"))
+        })?;
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_i64()
+        .unwrap_or(10250);
+    let mut url = reqwest::Url::parse(&format!("http://{ip}:{port}/"))
+        .map_err(|e| ApiError::Internal(format!("kubelet address: {e}")))?;
+    url.path_segments_mut()
+        .map_err(|_| ApiError::Internal("kubelet address".to_string()))?
+        .extend(["containerLogs", ns, name, &container]);
+    for key in ["follow", "previous", "timestamps", "tailLines", "sinceSeconds", "limitBytes"] {
+        if let Some(v) = query.get(key) {
+            url.query_pairs_mut().append_pair(key, v);
+        }
+    }
+    let resp = state
+        .kubelet_client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the kubelet on {node_name} is not reachable: {e}")))?;
+    if !resp.status().is_success() {
+        let text = resp.text().await.unwrap_or_default();
+        return Err(ApiError::BadRequest(text.trim().to_string()));
+    }
+    let mut out = Response::new(Body::from_stream(resp.bytes_stream()));
+    out.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(out)
 }
 
 /// A namespaced object must be addressed with its namespace.

@@ -4,6 +4,7 @@
 //! implements object semantics over the store; [`strategy`] holds what differs per
 //! resource; [`watch_cache`] fans one store watch out to every watcher.
 
+pub mod controllers;
 pub mod discovery;
 pub mod error;
 pub mod http;

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::controllers::{self, ControllerConfig};
 use crate::http::{self, AppState, HttpConfig};
 use crate::registry::Registry;
 
@@ -69,6 +70,9 @@ pub struct ServerConfig {
     pub housekeeping_interval: Duration,
     /// Events each resource's watch cache keeps for watchers that resume.
     pub watch_window: usize,
+    /// The scheduler and node controller (pod CIDRs, heartbeats); `None` runs none, for
+    /// an API server whose objects only clients change.
+    pub controllers: Option<ControllerConfig>,
 }
 
 impl ServerConfig {
@@ -79,6 +83,7 @@ impl ServerConfig {
             http: HttpConfig::default(),
             housekeeping_interval: Duration::from_secs(2),
             watch_window: crate::watch_cache::DEFAULT_WINDOW,
+            controllers: Some(ControllerConfig::default()),
         }
     }
 }
@@ -97,6 +102,8 @@ pub enum StartError {
     Store(#[from] minik8s_storage::Error),
     #[error("starting the registry: {0}")]
     Registry(#[from] crate::ApiError),
+    #[error("building the kubelet client: {0}")]
+    Http(String),
     #[error("listening on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -132,9 +139,17 @@ impl Server {
             config.housekeeping_interval,
             stop.subscribe(),
         );
+        if let Some(c) = &config.controllers {
+            controllers::spawn(registry.clone(), c.clone(), stop.subscribe());
+        }
         let app = http::router(AppState {
             registry: registry.clone(),
             config: config.http.clone(),
+            kubelet_client: reqwest::Client::builder()
+                .no_proxy()
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|e| StartError::Http(e.to_string()))?,
         });
         let task = tokio::spawn(async move {
             axum::serve(listener, app)

@@ -24,7 +24,29 @@ pub struct TestApiServer {
 }
 
 impl TestApiServer {
+    /// The API alone: no scheduler or node controller changes objects behind a test's
+    /// back.
     pub async fn start(backend: Backend) -> anyhow::Result<TestApiServer> {
+        Self::start_with(backend, None, |c| c.controllers = None).await
+    }
+
+    /// The API with its controllers (scheduler, pod CIDRs, node heartbeats).
+    pub async fn start_with_controllers(backend: Backend) -> anyhow::Result<TestApiServer> {
+        Self::start_with(backend, None, |_| {}).await
+    }
+
+    /// A second API server, with controllers, on the same etcd as `other`.
+    pub async fn start_sharing(other: &TestApiServer) -> anyhow::Result<TestApiServer> {
+        let etcd = other._etcd.clone().context("sharing needs an etcd-backed server")?;
+        Self::start_with(Backend::Etcd, Some(etcd), |_| {}).await
+    }
+
+    /// Starts a server after `tune` adjusted its configuration.
+    pub async fn start_with(
+        backend: Backend,
+        shared_etcd: Option<Arc<EtcdProcess>>,
+        tune: impl FnOnce(&mut ServerConfig),
+    ) -> anyhow::Result<TestApiServer> {
         let dir = tempfile::tempdir()?;
         let (store, etcd) = match backend {
             Backend::Embedded => (
@@ -34,7 +56,10 @@ impl TestApiServer {
                 None,
             ),
             Backend::Etcd => {
-                let etcd = Arc::new(EtcdProcess::start().context("starting etcd")?);
+                let etcd = match shared_etcd {
+                    Some(e) => e,
+                    None => Arc::new(EtcdProcess::start().context("starting etcd")?),
+                };
                 (
                     StoreConfig::Etcd {
                         endpoints: vec![etcd.endpoint()],
@@ -46,7 +71,13 @@ impl TestApiServer {
         let mut config = ServerConfig::new("127.0.0.1:0".parse()?, store);
         config.http.bookmark_interval = std::time::Duration::from_millis(500);
         config.watch_window = 200;
-        let server = Server::start(config).await.context("starting the apiserver")?;
+        if let Some(c) = &mut config.controllers {
+            c.resync = std::time::Duration::from_millis(500);
+        }
+        tune(&mut config);
+        let server = Server::start(config)
+            .await
+            .context("starting the apiserver")?;
         let url = server.url();
         Ok(TestApiServer {
             server: Some(server),

@@ -19,7 +19,9 @@ struct Api {
 impl Api {
     async fn start(backend: Backend) -> Api {
         Api {
-            srv: TestApiServer::start(backend).await.expect("apiserver starts"),
+            srv: TestApiServer::start(backend)
+                .await
+                .expect("apiserver starts"),
             http: Client::new(),
         }
     }
@@ -35,7 +37,9 @@ impl Api {
         body: Option<Value>,
         ct: &str,
     ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{}", self.srv.url, path));
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.srv.url, path));
         if let Some(b) = body {
             req = req
                 .header("content-type", ct)
@@ -53,7 +57,11 @@ impl Api {
 
     async fn create_pod(&self, ns: &str, pod: Value) -> Value {
         let (code, body) = self
-            .call(Method::POST, &format!("/api/v1/namespaces/{ns}/pods"), Some(pod))
+            .call(
+                Method::POST,
+                &format!("/api/v1/namespaces/{ns}/pods"),
+                Some(pod),
+            )
             .await;
         assert_eq!(code, StatusCode::CREATED, "{body}");
         body
@@ -111,7 +119,14 @@ both_stores!(
 );
 
 async fn discovery(api: Api) {
-    for path in ["/version", "/api", "/api/v1", "/apis", "/openapi/v3", "/openapi/v3/api/v1"] {
+    for path in [
+        "/version",
+        "/api",
+        "/api/v1",
+        "/apis",
+        "/openapi/v3",
+        "/openapi/v3/api/v1",
+    ] {
         let (code, body) = api.call(Method::GET, path, None).await;
         assert_eq!(code, StatusCode::OK, "{path}: {body}");
     }
@@ -124,11 +139,20 @@ async fn discovery(api: Api) {
         .iter()
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    for n in ["pods", "pods/status", "nodes", "nodes/status", "namespaces", "events"] {
+    for n in [
+        "pods",
+        "pods/status",
+        "nodes",
+        "nodes/status",
+        "namespaces",
+        "events",
+    ] {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }
     let (_, root) = api.call(Method::GET, "/openapi/v3", None).await;
-    let url = root["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap();
+    let url = root["paths"]["api/v1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap();
     assert!(url.starts_with("/openapi/v3/api/v1?hash="));
     for path in ["/healthz", "/readyz", "/livez"] {
         let (code, _) = api.call(Method::GET, path, None).await;
@@ -148,7 +172,10 @@ async fn create_get_and_defaults(api: Api) {
     assert!(rv(&created) > 0);
     assert_eq!(created["spec"]["restartPolicy"], "Always");
     assert_eq!(created["spec"]["terminationGracePeriodSeconds"], 30);
-    assert_eq!(created["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(
+        created["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
     assert_eq!(created["status"]["phase"], "Pending");
     assert_eq!(created["status"]["qosClass"], "BestEffort");
 
@@ -159,7 +186,11 @@ async fn create_get_and_defaults(api: Api) {
     assert_eq!(got, created);
 
     let (code, body) = api
-        .call(Method::POST, "/api/v1/namespaces/default/pods", Some(pod("web")))
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/default/pods",
+            Some(pod("web")),
+        )
         .await;
     assert_eq!(code, StatusCode::CONFLICT);
     assert_eq!(body["reason"], "AlreadyExists");
@@ -310,7 +341,11 @@ async fn malformed_and_oversized_bodies(api: Api) {
 
 async fn missing_namespace_is_not_found(api: Api) {
     let (code, body) = api
-        .call(Method::POST, "/api/v1/namespaces/nowhere/pods", Some(pod("p")))
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/nowhere/pods",
+            Some(pod("p")),
+        )
         .await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert_eq!(body["message"], "namespaces \"nowhere\" not found");
@@ -330,7 +365,12 @@ async fn update_conflicts_and_status(api: Api) {
     let (code, body) = api.call(Method::PUT, path, Some(v1)).await;
     assert_eq!(code, StatusCode::CONFLICT);
     assert_eq!(body["reason"], "Conflict");
-    assert!(body["message"].as_str().unwrap().contains("the object has been modified"));
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("the object has been modified")
+    );
 
     // A main update cannot change status; a status update cannot change spec.
     let mut sneaky = updated.clone();
@@ -397,7 +437,11 @@ async fn patches(api: Api) {
     assert_eq!(code, StatusCode::OK);
     let conds = v["status"]["conditions"].as_array().unwrap();
     assert_eq!(conds.len(), 2, "{conds:?}");
-    assert!(conds.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+    assert!(
+        conds
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    );
 
     let (code, v) = api
         .call_ct(
@@ -429,7 +473,8 @@ async fn patches(api: Api) {
 async fn list_selectors_and_paging(api: Api) {
     for i in 0..25 {
         let mut p = pod(&format!("p{i:02}"));
-        p["metadata"]["labels"] = json!({"app": if i % 2 == 0 { "even" } else { "odd" }, "i": i.to_string()});
+        p["metadata"]["labels"] =
+            json!({"app": if i % 2 == 0 { "even" } else { "odd" }, "i": i.to_string()});
         if i < 5 {
             p["spec"]["nodeName"] = json!("node-a");
         }
@@ -443,11 +488,17 @@ async fn list_selectors_and_paging(api: Api) {
             .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
             .collect()
     };
-    let (_, all) = api.call(Method::GET, "/api/v1/namespaces/default/pods", None).await;
+    let (_, all) = api
+        .call(Method::GET, "/api/v1/namespaces/default/pods", None)
+        .await;
     assert_eq!(all["kind"], "PodList");
     assert_eq!(names(&all).len(), 25);
     let (_, even) = api
-        .call(Method::GET, "/api/v1/namespaces/default/pods?labelSelector=app%3Deven", None)
+        .call(
+            Method::GET,
+            "/api/v1/namespaces/default/pods?labelSelector=app%3Deven",
+            None,
+        )
         .await;
     assert_eq!(names(&even).len(), 13);
     let (_, sel) = api
@@ -459,11 +510,19 @@ async fn list_selectors_and_paging(api: Api) {
         .await;
     assert_eq!(names(&sel).len(), 10);
     let (_, on_a) = api
-        .call(Method::GET, "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-a", None)
+        .call(
+            Method::GET,
+            "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-a",
+            None,
+        )
         .await;
     assert_eq!(names(&on_a), vec!["p00", "p01", "p02", "p03", "p04"]);
     let (_, unscheduled) = api
-        .call(Method::GET, "/api/v1/pods?fieldSelector=spec.nodeName%3D", None)
+        .call(
+            Method::GET,
+            "/api/v1/pods?fieldSelector=spec.nodeName%3D",
+            None,
+        )
         .await;
     assert_eq!(names(&unscheduled).len(), 20);
     let (_, one) = api
@@ -475,7 +534,11 @@ async fn list_selectors_and_paging(api: Api) {
         .await;
     assert_eq!(names(&one), vec!["p07"]);
     let (code, body) = api
-        .call(Method::GET, "/api/v1/pods?fieldSelector=spec.bogus%3Dx", None)
+        .call(
+            Method::GET,
+            "/api/v1/pods?fieldSelector=spec.bogus%3Dx",
+            None,
+        )
         .await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert!(body["message"].as_str().unwrap().contains("spec.bogus"));
@@ -491,11 +554,18 @@ async fn list_selectors_and_paging(api: Api) {
     loop {
         let path = format!(
             "/api/v1/namespaces/default/pods?limit=4&labelSelector=app%3Deven{}",
-            if token.is_empty() { String::new() } else { format!("&continue={token}") }
+            if token.is_empty() {
+                String::new()
+            } else {
+                format!("&continue={token}")
+            }
         );
         let (code, page) = api.call(Method::GET, &path, None).await;
         assert_eq!(code, StatusCode::OK, "{page}");
-        let page_rv = page["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+        let page_rv = page["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert_eq!(first_rv.get_or_insert(page_rv.clone()), &page_rv);
         seen.extend(names(&page));
         // A write between pages does not show up in this list.
@@ -534,7 +604,10 @@ async fn deletion(api: Api) {
     let path = "/api/v1/namespaces/default/pods/bound";
     let (code, marked) = api.call(Method::DELETE, path, None).await;
     assert_eq!(code, StatusCode::OK);
-    assert!(marked["metadata"]["deletionTimestamp"].is_string(), "{marked}");
+    assert!(
+        marked["metadata"]["deletionTimestamp"].is_string(),
+        "{marked}"
+    );
     assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
     let (code, still) = api.call(Method::GET, path, None).await;
     assert_eq!(code, StatusCode::OK);
@@ -544,13 +617,19 @@ async fn deletion(api: Api) {
         .call(
             Method::DELETE,
             path,
-            Some(json!({"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
-                        "preconditions": {"uid": "not-the-uid"}})),
+            Some(
+                json!({"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
+                        "preconditions": {"uid": "not-the-uid"}}),
+            ),
         )
         .await;
     assert_eq!(code, StatusCode::CONFLICT);
     let (code, _) = api
-        .call(Method::DELETE, &format!("{path}?gracePeriodSeconds=0"), None)
+        .call(
+            Method::DELETE,
+            &format!("{path}?gracePeriodSeconds=0"),
+            None,
+        )
         .await;
     assert_eq!(code, StatusCode::OK);
     let (code, _) = api.call(Method::GET, path, None).await;
@@ -588,7 +667,10 @@ async fn watch_streams(api: Api) {
     let first = api.create_pod("default", pod("w1")).await;
     let resp = api
         .http
-        .get(format!("{}/api/v1/namespaces/default/pods?watch=true", api.srv.url))
+        .get(format!(
+            "{}/api/v1/namespaces/default/pods?watch=true",
+            api.srv.url
+        ))
         .send()
         .await
         .unwrap();
@@ -610,7 +692,10 @@ async fn watch_streams(api: Api) {
         .map(|e| {
             (
                 e["type"].as_str().unwrap().to_string(),
-                e["object"]["metadata"]["name"].as_str().unwrap().to_string(),
+                e["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
             )
         })
         .collect();
@@ -763,7 +848,17 @@ async fn tables(api: Api) {
         .collect();
     assert_eq!(
         cols,
-        vec!["Name", "Ready", "Status", "Restarts", "Age", "IP", "Node", "Nominated Node", "Readiness Gates"]
+        vec![
+            "Name",
+            "Ready",
+            "Status",
+            "Restarts",
+            "Age",
+            "IP",
+            "Node",
+            "Nominated Node",
+            "Readiness Gates"
+        ]
     );
     let row = &t["rows"][0];
     assert_eq!(row["cells"][0], "t1");
@@ -775,11 +870,15 @@ async fn tables(api: Api) {
 
 async fn namespaces_lifecycle(api: Api) {
     for ns in ["default", "kube-system"] {
-        let (code, v) = api.call(Method::GET, &format!("/api/v1/namespaces/{ns}"), None).await;
+        let (code, v) = api
+            .call(Method::GET, &format!("/api/v1/namespaces/{ns}"), None)
+            .await;
         assert_eq!(code, StatusCode::OK);
         assert_eq!(v["status"]["phase"], "Active");
     }
-    let (code, body) = api.call(Method::DELETE, "/api/v1/namespaces/default", None).await;
+    let (code, body) = api
+        .call(Method::DELETE, "/api/v1/namespaces/default", None)
+        .await;
     assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
     let (code, _) = api
         .call(
@@ -790,7 +889,9 @@ async fn namespaces_lifecycle(api: Api) {
         .await;
     assert_eq!(code, StatusCode::CREATED);
     api.create_pod("team", pod("a")).await;
-    let (code, ns) = api.call(Method::DELETE, "/api/v1/namespaces/team", None).await;
+    let (code, ns) = api
+        .call(Method::DELETE, "/api/v1/namespaces/team", None)
+        .await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(ns["status"]["phase"], "Terminating");
     let (code, body) = api
@@ -806,7 +907,9 @@ async fn namespaces_lifecycle(api: Api) {
     })
     .await
     .unwrap();
-    let (code, _) = api.call(Method::GET, "/api/v1/namespaces/team/pods/a", None).await;
+    let (code, _) = api
+        .call(Method::GET, "/api/v1/namespaces/team/pods/a", None)
+        .await;
     assert_eq!(code, StatusCode::NOT_FOUND);
 }
 

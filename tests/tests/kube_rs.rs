@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use minik8s_tests::apiserver::{Backend, TestApiServer};
 
 fn pod(name: &str) -> Pod {
@@ -23,7 +25,10 @@ async fn create_list_watch_delete(backend: Backend) {
     let client = kube::Client::try_from(config).unwrap();
     let pods: Api<Pod> = Api::namespaced(client, "default");
 
-    let created = pods.create(&PostParams::default(), &pod("a")).await.unwrap();
+    let created = pods
+        .create(&PostParams::default(), &pod("a"))
+        .await
+        .unwrap();
     assert!(created.metadata.uid.is_some());
     let list = pods
         .list(&ListParams::default().labels("app=kube-rs"))
@@ -37,7 +42,9 @@ async fn create_list_watch_delete(backend: Backend) {
         .await
         .unwrap()
         .boxed();
-    pods.create(&PostParams::default(), &pod("b")).await.unwrap();
+    pods.create(&PostParams::default(), &pod("b"))
+        .await
+        .unwrap();
     pods.patch(
         "b",
         &PatchParams::default(),
@@ -77,7 +84,13 @@ async fn create_list_watch_delete(backend: Backend) {
         other => panic!("unexpected {other:?}"),
     }
     pods.delete("a", &DeleteParams::default()).await.unwrap();
-    assert!(pods.list(&ListParams::default()).await.unwrap().items.is_empty());
+    assert!(
+        pods.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

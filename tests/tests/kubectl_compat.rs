@@ -106,7 +106,11 @@ async fn everyday_verbs(backend: Backend) {
     let out = k.ok(&["get", "pods"]).await;
     let lines: Vec<&str> = out.lines().collect();
     let header: Vec<&str> = lines[0].split_whitespace().collect();
-    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{out}");
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{out}"
+    );
     let row: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(&row[..4], ["web", "0/1", "Pending", "0"], "{out}");
 
@@ -118,12 +122,30 @@ async fn everyday_verbs(backend: Backend) {
     assert!(out.contains("<none>"), "{out}");
 
     let out = k.ok(&["get", "pod", "web", "-o", "yaml"]).await;
-    for want in ["name: web", "image: nginx:1.25", "phase: Pending", "resourceVersion:", "uid:"] {
+    for want in [
+        "name: web",
+        "image: nginx:1.25",
+        "phase: Pending",
+        "resourceVersion:",
+        "uid:",
+    ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
 
     let out = k.ok(&["describe", "pod", "web"]).await;
-    for want in ["Name:", "web", "Namespace:", "default", "Status:", "Pending", "nginx:1.25", "Limits:", "500m", "Liveness:", "Events:"] {
+    for want in [
+        "Name:",
+        "web",
+        "Namespace:",
+        "default",
+        "Status:",
+        "Pending",
+        "nginx:1.25",
+        "Limits:",
+        "500m",
+        "Liveness:",
+        "Events:",
+    ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
 
@@ -138,10 +160,18 @@ async fn everyday_verbs(backend: Backend) {
     );
     let (ok, _, err) = k.run(&["create", "-f", &bad], None).await;
     assert!(!ok);
-    assert!(err.contains("is invalid") && err.contains("spec.containers[0].image"), "{err}");
+    assert!(
+        err.contains("is invalid") && err.contains("spec.containers[0].image"),
+        "{err}"
+    );
 
     // Unknown fields are refused by the server (kubectl asks for strict validation).
-    let typo = write(dir.path(), "typo.yaml", &POD.replace("name: web", "name: typo").replace("image: nginx", "imagee: x\n    image: nginx"));
+    let typo = write(
+        dir.path(),
+        "typo.yaml",
+        &POD.replace("name: web", "name: typo")
+            .replace("image: nginx", "imagee: x\n    image: nginx"),
+    );
     let (ok, _, err) = k.run(&["create", "-f", &typo], None).await;
     assert!(!ok);
     assert!(err.contains("imagee"), "{err}");
@@ -153,10 +183,16 @@ async fn everyday_verbs(backend: Backend) {
     assert!(err.contains("pods \"web\" not found"), "{err}");
 
     let out = k.ok(&["get", "namespaces"]).await;
-    assert!(out.contains("default") && out.contains("kube-system") && out.contains("Active"), "{out}");
+    assert!(
+        out.contains("default") && out.contains("kube-system") && out.contains("Active"),
+        "{out}"
+    );
     let (ok, out, err) = k.run(&["get", "pods"], None).await;
     assert!(ok, "{err}");
-    assert!(err.contains("No resources found in default namespace.") || out.is_empty(), "{out}{err}");
+    assert!(
+        err.contains("No resources found in default namespace.") || out.is_empty(),
+        "{out}{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,13 +28,18 @@ async fn slow_watcher_is_closed_and_others_keep_up() {
     // A watcher that reads everything.
     let http = reqwest::Client::new();
     let resp = http
-        .get(format!("{}/api/v1/namespaces/default/pods?watch=true", srv.url))
+        .get(format!(
+            "{}/api/v1/namespaces/default/pods?watch=true",
+            srv.url
+        ))
         .send()
         .await
         .unwrap();
-    wait_for("both watchers registered", Duration::from_secs(10), || async {
-        (cache.watcher_count() == 2).then_some(())
-    })
+    wait_for(
+        "both watchers registered",
+        Duration::from_secs(10),
+        || async { (cache.watcher_count() == 2).then_some(()) },
+    )
     .await
     .unwrap();
 
@@ -73,9 +78,11 @@ async fn slow_watcher_is_closed_and_others_keep_up() {
         t.await.unwrap();
     }
     assert_eq!(fast.await.unwrap(), PODS_N);
-    wait_for("the slow watcher to be dropped", Duration::from_secs(30), || async {
-        (cache.watcher_count() <= 1).then_some(())
-    })
+    wait_for(
+        "the slow watcher to be dropped",
+        Duration::from_secs(30),
+        || async { (cache.watcher_count() <= 1).then_some(()) },
+    )
     .await
     .unwrap();
     drop(slow);

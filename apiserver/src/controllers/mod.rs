@@ -1,0 +1,85 @@
+//! Controllers that run inside the API server: the scheduler and the node controller
+//! (pod CIDR allocation and heartbeat checking). Each is a reconcile function that looks
+//! at what is and what should be and acts; it is safe to run any number of times, and it
+//! is driven by the watch caches plus a periodic resync, so a missed event only delays it.
+//! Every write is a compare-and-swap, so two API servers sharing one etcd cannot bind a
+//! pod twice or hand out one pod CIDR to two nodes.
+
+pub mod events;
+pub mod nodes;
+pub mod scheduler;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use minik8s_api::resource::{NODES, PODS};
+use tokio::sync::watch;
+
+use crate::registry::Registry;
+
+/// Settings of the in-process controllers.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// The range pod CIDRs are cut from, one `/24` per node.
+    pub cluster_cidr: ipnet::Ipv4Net,
+    /// Prefix length of each node's pod CIDR.
+    pub node_cidr_prefix: u8,
+    /// A node whose last heartbeat is older than this is marked `Ready=Unknown`.
+    pub node_monitor_grace: Duration,
+    /// Reconcile at least this often, events or not.
+    pub resync: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            cluster_cidr: "10.244.0.0/16".parse().expect("valid default CIDR"),
+            node_cidr_prefix: 24,
+            node_monitor_grace: Duration::from_secs(40),
+            resync: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Runs the controllers until `stop` turns true.
+pub fn spawn(registry: Arc<Registry>, config: ControllerConfig, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut pods = registry.cache(&PODS).subscribe(registry.cache(&PODS).latest()).ok();
+        let mut nodes = registry
+            .cache(&NODES)
+            .subscribe(registry.cache(&NODES).latest())
+            .ok();
+        let mut ticker = tokio::time::interval(config.resync);
+        loop {
+            if let Err(e) = nodes::reconcile(&registry, &config).await {
+                tracing::warn!(error = %e, "node controller");
+            }
+            if let Err(e) = scheduler::reconcile(&registry).await {
+                tracing::warn!(error = %e, "scheduler");
+            }
+            // Wait for a change to pods or nodes, or the next resync.
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.changed() => return,
+                ev = recv(&mut pods) => if ev.is_none() {
+                    pods = registry.cache(&PODS).subscribe(registry.cache(&PODS).latest()).ok();
+                },
+                ev = recv(&mut nodes) => if ev.is_none() {
+                    nodes = registry.cache(&NODES).subscribe(registry.cache(&NODES).latest()).ok();
+                },
+            }
+            // Coalesce a burst of changes into one reconcile.
+            for sub in [&mut pods, &mut nodes].into_iter().flatten() {
+                sub.replay.clear();
+                while sub.live.try_recv().is_ok() {}
+            }
+        }
+    });
+}
+
+async fn recv(sub: &mut Option<crate::watch_cache::Subscription>) -> Option<()> {
+    match sub {
+        Some(s) => s.live.recv().await.map(|_| ()),
+        None => std::future::pending().await,
+    }
+}
