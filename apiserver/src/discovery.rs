@@ -38,8 +38,52 @@ pub fn api_versions(server_address: &str) -> Value {
     })
 }
 
+/// The named groups served: ours, and the alias it is also reachable as.
+fn groups() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in resource::ALL.iter().filter(|r| !r.group.is_empty()) {
+        if !out.iter().any(|(g, _)| *g == r.group) {
+            out.push((r.group, r.version));
+        }
+    }
+    for (alias, group) in resource::GROUP_ALIASES {
+        if let Some((_, v)) = out.iter().find(|(g, _)| g == group).copied() {
+            out.push((alias, v));
+        }
+    }
+    out
+}
+
+fn group_entry(group: &str, version: &str) -> Value {
+    let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
+    json!({"name": group, "versions": [gv], "preferredVersion": gv})
+}
+
 pub fn api_group_list() -> Value {
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+    let groups: Vec<Value> = groups().iter().map(|(g, v)| group_entry(g, v)).collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+pub fn api_group(group: &str) -> Option<Value> {
+    let (g, v) = groups().into_iter().find(|(g, _)| *g == group)?;
+    let mut doc = group_entry(g, v);
+    doc["kind"] = json!("APIGroup");
+    doc["apiVersion"] = json!("v1");
+    Some(doc)
+}
+
+/// The resources of `/apis/{group}/{version}`, for our group or its alias.
+pub fn group_resources(group: &str, version: &str) -> Option<Value> {
+    if !groups().iter().any(|(g, v)| *g == group && *v == version) {
+        return None;
+    }
+    let canonical = resource::canonical_group(group);
+    Some(resource_list(
+        &format!("{group}/{version}"),
+        resource::ALL
+            .iter()
+            .filter(|r| r.group == canonical && r.version == version),
+    ))
 }
 
 const VERBS: &[&str] = &[
@@ -58,8 +102,12 @@ fn resource_entry(r: &ResourceInfo) -> Value {
 }
 
 pub fn core_v1_resources() -> Value {
+    resource_list("v1", resource::ALL.iter().filter(|r| r.group.is_empty()))
+}
+
+fn resource_list<'a>(group_version: &str, list: impl Iterator<Item = &'a ResourceInfo>) -> Value {
     let mut resources = Vec::new();
-    for r in resource::ALL {
+    for r in list {
         resources.push(resource_entry(r));
         if r.has_status {
             resources.push(json!({
@@ -71,12 +119,12 @@ pub fn core_v1_resources() -> Value {
             }));
         }
     }
-    json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": resources})
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
 }
 
-/// Changes whenever the document below changes, so clients' caches follow.
-fn openapi_hash() -> String {
-    let doc = serde_json::to_vec(&openapi_core_v1()).unwrap_or_default();
+/// Changes whenever the document changes, so clients' caches follow.
+fn openapi_hash(doc: &Value) -> String {
+    let doc = serde_json::to_vec(doc).unwrap_or_default();
     // FNV-1a: a stable content hash without another dependency.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in doc {
@@ -88,7 +136,36 @@ fn openapi_hash() -> String {
 
 /// The OpenAPI v3 root: where each group-version's document is.
 pub fn openapi_root() -> Value {
-    json!({"paths": {"api/v1": {"serverRelativeURL": format!("/openapi/v3/api/v1?hash={}", openapi_hash())}}})
+    let mut paths = serde_json::Map::new();
+    paths.insert(
+        "api/v1".to_string(),
+        json!({"serverRelativeURL": format!("/openapi/v3/api/v1?hash={}", openapi_hash(&openapi_core_v1()))}),
+    );
+    for (g, v) in groups() {
+        if let Some(doc) = openapi_group(g, v) {
+            paths.insert(
+                format!("apis/{g}/{v}"),
+                json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/{v}?hash={}", openapi_hash(&doc))}),
+            );
+        }
+    }
+    json!({"paths": paths})
+}
+
+pub fn openapi_group(group: &str, version: &str) -> Option<Value> {
+    groups()
+        .iter()
+        .any(|(g, v)| *g == group && *v == version)
+        .then(|| {
+            let canonical = resource::canonical_group(group);
+            openapi_document(
+                &format!("/apis/{group}/{version}"),
+                group,
+                resource::ALL
+                    .iter()
+                    .filter(|r| r.group == canonical && r.version == version),
+            )
+        })
 }
 
 /// A small OpenAPI v3 document for `api/v1`. It describes the write operations and their
@@ -96,6 +173,18 @@ pub fn openapi_root() -> Value {
 /// fields itself (so `kubectl create` needs no client-side schema). It carries no
 /// schemas: clients that need full schemas (such as `kubectl explain`) get none here.
 pub fn openapi_core_v1() -> Value {
+    openapi_document(
+        "/api/v1",
+        "",
+        resource::ALL.iter().filter(|r| r.group.is_empty()),
+    )
+}
+
+fn openapi_document<'a>(
+    prefix: &str,
+    group: &str,
+    list: impl Iterator<Item = &'a ResourceInfo>,
+) -> Value {
     let mut paths = serde_json::Map::new();
     let params = json!([
         {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true},
@@ -103,8 +192,8 @@ pub fn openapi_core_v1() -> Value {
         {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
         {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}}
     ]);
-    for r in resource::ALL {
-        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
+    for r in list {
+        let gvk = json!({"group": group, "version": r.version, "kind": r.kind});
         let op = |verb: &str| {
             json!({
                 "operationId": format!("{verb}{}", r.kind),
@@ -115,14 +204,14 @@ pub fn openapi_core_v1() -> Value {
             })
         };
         let name_path = if r.namespaced {
-            format!("/api/v1/namespaces/{{namespace}}/{}/{{name}}", r.plural)
+            format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
         } else {
-            format!("/api/v1/{}/{{name}}", r.plural)
+            format!("{prefix}/{}/{{name}}", r.plural)
         };
         let coll_path = if r.namespaced {
-            format!("/api/v1/namespaces/{{namespace}}/{}", r.plural)
+            format!("{prefix}/namespaces/{{namespace}}/{}", r.plural)
         } else {
-            format!("/api/v1/{}", r.plural)
+            format!("{prefix}/{}", r.plural)
         };
         paths.insert(name_path, json!({"put": op("put"), "patch": op("patch")}));
         paths.insert(coll_path, json!({"post": op("post")}));

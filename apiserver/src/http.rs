@@ -84,6 +84,14 @@ pub fn router(state: AppState) -> Router {
             get(|| async { json_ok(&discovery::core_v1_resources()) }),
         )
         .route("/api/v1/{*path}", axum::routing::any(core_v1))
+        .route("/apis/{group}", get(api_group))
+        .route("/apis/{group}/{version}", get(group_resources))
+        .route("/apis/{group}/{version}/", get(group_resources))
+        .route(
+            "/apis/{group}/{version}/{*path}",
+            axum::routing::any(group_api),
+        )
+        .route("/openapi/v3/apis/{group}/{version}", get(group_openapi))
         .fallback(|| async { ApiError::NoSuchPath })
         .with_state(state)
 }
@@ -128,7 +136,52 @@ fn json_response(code: StatusCode, v: &Value, warnings: &[String]) -> Response {
     resp
 }
 
-/// What a path under `/api/v1` names.
+async fn api_group(axum::extract::Path(group): axum::extract::Path<String>) -> Response {
+    match discovery::api_group(&group) {
+        Some(v) => json_ok(&v),
+        None => ApiError::NoSuchPath.into_response(),
+    }
+}
+
+async fn group_resources(
+    axum::extract::Path((group, version)): axum::extract::Path<(String, String)>,
+) -> Response {
+    match discovery::group_resources(&group, &version) {
+        Some(v) => json_ok(&v),
+        None => ApiError::NoSuchPath.into_response(),
+    }
+}
+
+async fn group_openapi(
+    axum::extract::Path((group, version)): axum::extract::Path<(String, String)>,
+) -> Response {
+    match discovery::openapi_group(&group, &version) {
+        Some(v) => json_ok(&v),
+        None => ApiError::NoSuchPath.into_response(),
+    }
+}
+
+async fn group_api(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    req: Request,
+) -> Response {
+    let mut parts = uri.path().trim_start_matches("/apis/").splitn(3, '/');
+    let (group, version) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let rest = parts.next().unwrap_or("").to_string();
+    if discovery::group_resources(group, version).is_none() {
+        return ApiError::NoSuchPath.into_response();
+    }
+    let group = resource::canonical_group(group).to_string();
+    match handle(state, method, &group, &rest, &uri, headers, req.into_body()).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// What a path under `/api/v1` (or `/apis/{group}/{version}`) names.
 #[derive(Debug, PartialEq)]
 pub struct Target {
     pub resource: &'static ResourceInfo,
@@ -137,13 +190,14 @@ pub struct Target {
     pub subresource: Option<String>,
 }
 
-/// Parses the part of the path after `/api/v1/`.
-pub fn parse_target(path: &str) -> Result<Target> {
+/// Parses the part of the path after `/api/v1/` (`group` empty) or after
+/// `/apis/{group}/{version}/`.
+pub fn parse_target(group: &str, path: &str) -> Result<Target> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let find = |plural: &str| {
         resource::ALL
             .iter()
-            .find(|r| r.plural == plural)
+            .find(|r| r.plural == plural && r.group == group)
             .ok_or(ApiError::NoSuchPath)
     };
     // `/namespaces/{ns}/{resource}/...` names namespaced objects, except for the
@@ -234,7 +288,12 @@ async fn core_v1(
     headers: HeaderMap,
     req: Request,
 ) -> Response {
-    match handle(state, method, uri, headers, req.into_body()).await {
+    let path = uri
+        .path()
+        .strip_prefix("/api/v1/")
+        .unwrap_or("")
+        .to_string();
+    match handle(state, method, "", &path, &uri, headers, req.into_body()).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
@@ -243,13 +302,14 @@ async fn core_v1(
 async fn handle(
     state: AppState,
     method: Method,
-    uri: Uri,
+    group: &str,
+    path: &str,
+    uri: &Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let path = uri.path().strip_prefix("/api/v1/").unwrap_or("");
-    let target = parse_target(path)?;
-    let query: HashMap<String, String> = Query::try_from_uri(&uri)
+    let target = parse_target(group, path)?;
+    let query: HashMap<String, String> = Query::try_from_uri(uri)
         .map(|Query(q)| q)
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
     let q = |k: &str| query.get(k).map(String::as_str);
@@ -438,7 +498,10 @@ async fn pod_log(
                 apps.join(" ")
             );
             if !inits.is_empty() {
-                msg.push_str(&format!(" or one of the init containers: [{}]", inits.join(" ")));
+                msg.push_str(&format!(
+                    " or one of the init containers: [{}]",
+                    inits.join(" ")
+                ));
             }
             return Err(ApiError::BadRequest(msg));
         }
@@ -483,17 +546,21 @@ async fn pod_log(
     url.path_segments_mut()
         .map_err(|_| ApiError::Internal("kubelet address".to_string()))?
         .extend(["containerLogs", ns, name, &container]);
-    for key in ["follow", "previous", "timestamps", "tailLines", "sinceSeconds", "limitBytes"] {
+    for key in [
+        "follow",
+        "previous",
+        "timestamps",
+        "tailLines",
+        "sinceSeconds",
+        "limitBytes",
+    ] {
         if let Some(v) = query.get(key) {
             url.query_pairs_mut().append_pair(key, v);
         }
     }
-    let resp = state
-        .kubelet_client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("the kubelet on {node_name} is not reachable: {e}")))?;
+    let resp = state.kubelet_client.get(url).send().await.map_err(|e| {
+        ApiError::Unavailable(format!("the kubelet on {node_name} is not reachable: {e}"))
+    })?;
     if !resp.status().is_success() {
         let text = resp.text().await.unwrap_or_default();
         return Err(ApiError::BadRequest(text.trim().to_string()));
@@ -690,31 +757,39 @@ mod tests {
 
     #[test]
     fn paths_parse_like_kubernetes() {
-        let t = parse_target("namespaces/default/pods/web/status").unwrap();
+        let t = parse_target("", "namespaces/default/pods/web/status").unwrap();
         assert_eq!(t.resource.plural, "pods");
         assert_eq!(t.namespace.as_deref(), Some("default"));
         assert_eq!(t.name.as_deref(), Some("web"));
         assert_eq!(t.subresource.as_deref(), Some("status"));
 
-        let t = parse_target("namespaces/kube-system/status").unwrap();
+        let t = parse_target("", "namespaces/kube-system/status").unwrap();
         assert_eq!(t.resource.plural, "namespaces");
         assert_eq!(t.name.as_deref(), Some("kube-system"));
         assert_eq!(t.subresource.as_deref(), Some("status"));
 
-        let t = parse_target("namespaces/foo").unwrap();
+        let t = parse_target("", "namespaces/foo").unwrap();
         assert_eq!(
             (t.resource.plural, t.name.as_deref()),
             ("namespaces", Some("foo"))
         );
 
-        let t = parse_target("pods").unwrap();
+        let t = parse_target("", "pods").unwrap();
         assert_eq!(
             (t.resource.plural, t.namespace, t.name),
             ("pods", None, None)
         );
 
-        assert!(parse_target("deployments").is_err());
-        assert!(parse_target("namespaces/default/nodes").is_err());
-        assert!(parse_target("namespaces/default/pods/a/b/c").is_err());
+        assert!(parse_target("", "deployments").is_err());
+        assert!(parse_target("", "namespaces/default/nodes").is_err());
+        assert!(parse_target("", "namespaces/default/pods/a/b/c").is_err());
+
+        let t = parse_target("minik8s.io", "namespaces/default/tasksets/demo").unwrap();
+        assert_eq!(
+            (t.resource.plural, t.name.as_deref()),
+            ("tasksets", Some("demo"))
+        );
+        assert!(parse_target("", "namespaces/default/tasksets").is_err());
+        assert!(parse_target("minik8s.io", "namespaces/default/pods").is_err());
     }
 }

@@ -177,6 +177,38 @@ fn columns(resource: &ResourceInfo) -> Vec<Col> {
             Col::new("Status", "string", "", 0, "The status of the namespace"),
             age,
         ],
+        "tasksets" => vec![
+            name,
+            Col::new(
+                "Phase",
+                "string",
+                "",
+                0,
+                "Pending, Running, Succeeded or Failed.",
+            ),
+            Col::new(
+                "Roles",
+                "string",
+                "",
+                0,
+                "Succeeded pods of each role, of its replicas.",
+            ),
+            Col::new(
+                "Retries",
+                "string",
+                "",
+                0,
+                "Pods created again after they failed.",
+            ),
+            age,
+            Col::new(
+                "Message",
+                "string",
+                "",
+                1,
+                "Why the TaskSet is in its phase.",
+            ),
+        ],
         "events" => vec![
             Col::new(
                 "Last Seen",
@@ -487,6 +519,44 @@ fn event_cells(ev: &Value, now: jiff::Timestamp) -> Vec<Value> {
     ]
 }
 
+fn taskset_cells(ts: &Value, now: jiff::Timestamp) -> Vec<Value> {
+    let roles: Vec<String> = ts["spec"]["roles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|role| {
+            let name = role["name"].as_str().unwrap_or("");
+            let succeeded = ts["status"]["roles"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["name"] == name)
+                .and_then(|r| r["succeeded"].as_i64())
+                .unwrap_or(0);
+            format!(
+                "{name}:{succeeded}/{}",
+                role["replicas"].as_i64().unwrap_or(0)
+            )
+        })
+        .collect();
+    let retries: i64 = ts["status"]["retries"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_i64).sum())
+        .unwrap_or(0);
+    let phase = match object::path_string(ts, "status.phase") {
+        p if p.is_empty() => "Pending".to_string(),
+        p => p,
+    };
+    vec![
+        json!(object::name(ts)),
+        json!(phase),
+        json!(roles.join(",")),
+        json!(retries.to_string()),
+        json!(age(object::meta_str(ts, "creationTimestamp"), now)),
+        json!(or_none(object::path_string(ts, "status.message"))),
+    ]
+}
+
 fn cells(resource: &ResourceInfo, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
     match resource.plural {
         "pods" => pod_cells(obj, now),
@@ -497,6 +567,7 @@ fn cells(resource: &ResourceInfo, obj: &Value, now: jiff::Timestamp) -> Vec<Valu
             json!(object::path_string(obj, "status.phase")),
             json!(age(object::meta_str(obj, "creationTimestamp"), now)),
         ],
+        "tasksets" => taskset_cells(obj, now),
         _ => vec![
             json!(object::name(obj)),
             json!(age(object::meta_str(obj, "creationTimestamp"), now)),

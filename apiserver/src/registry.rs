@@ -469,6 +469,10 @@ impl Registry {
                 obj["apiVersion"] = Value::String(resource.api_version());
             }
             Some(v) if v == resource.api_version() => {}
+            // An alias group (the original TaskSet group): stored under our own.
+            Some(v) if resource::canonical_api_version(v) == resource.api_version() => {
+                obj["apiVersion"] = Value::String(resource.api_version());
+            }
             Some(v) => {
                 return Err(ApiError::BadRequest(format!(
                     "the API version in the data ({v}) does not match the expected API version ({})",

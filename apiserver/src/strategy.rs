@@ -5,6 +5,7 @@
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use minik8s_api::defaults;
 use minik8s_api::resource::{self, ResourceInfo};
+use minik8s_api::taskset::{self, TaskSet};
 use minik8s_api::validation::{self, FieldError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -157,9 +158,11 @@ impl Strategy for PodStrategy {
             defaults::default_pod(&mut pod);
         }
         let v = encode(&pod)?;
-        let mut causes = validation::validate_pod(&pod);
-        causes.extend(validation::validate_pod_update(&old_pod, &pod));
-        check(self.info(), &v, causes)?;
+        check(
+            self.info(),
+            &v,
+            validation::validate_pod_update(&old_pod, &pod),
+        )?;
         Ok(v)
     }
 
@@ -323,6 +326,38 @@ pub fn for_resource(info: &ResourceInfo) -> &'static dyn Strategy {
         "pods" => &PodStrategy,
         "nodes" => &NodeStrategy,
         "namespaces" => &NamespaceStrategy,
+        "tasksets" => &TaskSetStrategy,
         _ => &EventStrategy,
+    }
+}
+
+pub struct TaskSetStrategy;
+
+impl Strategy for TaskSetStrategy {
+    fn info(&self) -> &'static ResourceInfo {
+        &resource::TASKSETS
+    }
+
+    fn normalize(&self, obj: Value) -> Result<Value> {
+        encode(&decode::<TaskSet>(self.info(), obj)?)
+    }
+
+    fn prepare_create(&self, obj: Value) -> Result<Value> {
+        let mut ts: TaskSet = decode(self.info(), obj)?;
+        ts.status = None;
+        let v = encode(&ts)?;
+        check(self.info(), &v, taskset::validate_taskset(&ts))?;
+        Ok(v)
+    }
+
+    fn prepare_update(&self, old: &Value, new: Value, part: Part) -> Result<Value> {
+        let ts: TaskSet = decode(self.info(), merge_parts(old, new, part))?;
+        let v = encode(&ts)?;
+        check(self.info(), &v, taskset::validate_taskset(&ts))?;
+        Ok(v)
+    }
+
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["status.phase"]
     }
 }

@@ -37,7 +37,10 @@ impl TestApiServer {
 
     /// A second API server, with controllers, on the same etcd as `other`.
     pub async fn start_sharing(other: &TestApiServer) -> anyhow::Result<TestApiServer> {
-        let etcd = other._etcd.clone().context("sharing needs an etcd-backed server")?;
+        let etcd = other
+            ._etcd
+            .clone()
+            .context("sharing needs an etcd-backed server")?;
         Self::start_with(Backend::Etcd, Some(etcd), |_| {}).await
     }
 

@@ -25,3 +25,14 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The system's kubectl (never one built by this workspace): found on `PATH`, skipping
+/// any `target` directory.
+pub fn real_kubectl() -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .filter(|d| !d.components().any(|c| c.as_os_str() == "target"))
+        .map(|d| d.join("kubectl"))
+        .find(|p| p.is_file())
+        .expect("the real kubectl must be installed for this test (v1.32 or newer)")
+}

@@ -34,7 +34,10 @@ async fn round_trip(backend: Backend) {
     assert!(err.is_already_exists(), "{err}");
     let err = pods.get("missing").await.unwrap_err();
     assert!(err.is_not_found());
-    assert_eq!(err.to_string(), "Error from server (NotFound): pods \"missing\" not found");
+    assert_eq!(
+        err.to_string(),
+        "Error from server (NotFound): pods \"missing\" not found"
+    );
     assert!(pods.get_opt("missing").await.unwrap().is_none());
 
     // Status through the subresource, as the kubelet reports it.
@@ -45,7 +48,10 @@ async fn round_trip(backend: Backend) {
         )
         .await
         .unwrap();
-    assert_eq!(patched.status.unwrap().pod_ip.as_deref(), Some("10.244.0.5"));
+    assert_eq!(
+        patched.status.unwrap().pod_ip.as_deref(),
+        Some("10.244.0.5")
+    );
 
     // A stale replace is a conflict the caller can recognise.
     let mut stale = created.clone();
@@ -64,12 +70,22 @@ async fn round_trip(backend: Backend) {
         pods.clone(),
         ListParams::default().labels("app=client"),
     ));
-    match tokio::time::timeout(T, events.next()).await.unwrap().unwrap().unwrap() {
+    match tokio::time::timeout(T, events.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+    {
         WatcherEvent::Restarted(all) => assert_eq!(all.len(), 1),
         other => panic!("expected the initial list, got {other:?}"),
     }
     pods.create(&pod("b", None)).await.unwrap();
-    match tokio::time::timeout(T, events.next()).await.unwrap().unwrap().unwrap() {
+    match tokio::time::timeout(T, events.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+    {
         WatcherEvent::Applied(p) => assert_eq!(p.metadata.name.as_deref(), Some("b")),
         other => panic!("expected b applied, got {other:?}"),
     }
@@ -81,7 +97,12 @@ async fn round_trip(backend: Backend) {
     }
     pods.delete("a", &DeleteParams::immediate()).await.unwrap();
     loop {
-        match tokio::time::timeout(T, events.next()).await.unwrap().unwrap().unwrap() {
+        match tokio::time::timeout(T, events.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
             WatcherEvent::Deleted(p) => {
                 assert_eq!(p.metadata.name.as_deref(), Some("a"));
                 break;
@@ -95,10 +116,18 @@ async fn round_trip(backend: Backend) {
     let rv = pods.list(&ListParams::default()).await.unwrap();
     let rv = rv.resource_version().unwrap().to_string();
     let mut stream = pods.watch(&ListParams::default(), &rv).await.unwrap();
-    pods.patch("b", &Patch::Merge(json!({"metadata": {"labels": {"v": "2"}}})))
+    pods.patch(
+        "b",
+        &Patch::Merge(json!({"metadata": {"labels": {"v": "2"}}})),
+    )
+    .await
+    .unwrap();
+    match tokio::time::timeout(T, stream.next())
         .await
-        .unwrap();
-    match tokio::time::timeout(T, stream.next()).await.unwrap().unwrap().unwrap() {
+        .unwrap()
+        .unwrap()
+        .unwrap()
+    {
         WatchEvent::Modified(p) => assert_eq!(p.metadata.labels.unwrap()["v"], "2"),
         other => panic!("unexpected {other:?}"),
     }

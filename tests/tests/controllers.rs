@@ -25,10 +25,18 @@ impl Api {
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let r = self.http.get(format!("{}{path}", self.url)).send().await.unwrap();
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
         let code = r.status();
         let text = r.text().await.unwrap();
-        (code, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
@@ -106,7 +114,9 @@ fn pod(name: &str, spec: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_get_distinct_pod_cidrs_and_released_ones_return() {
-    let srv = TestApiServer::start_with_controllers(Backend::Embedded).await.unwrap();
+    let srv = TestApiServer::start_with_controllers(Backend::Embedded)
+        .await
+        .unwrap();
     let api = Api::new(&srv);
     api.ready_node("n1", json!({}), "2", &now()).await;
     api.ready_node("n2", json!({}), "2", &now()).await;
@@ -131,14 +141,21 @@ async fn nodes_get_distinct_pod_cidrs_and_released_ones_return() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_apiservers_on_one_etcd_never_share_a_pod_cidr() {
-    let one = TestApiServer::start_with_controllers(Backend::Etcd).await.unwrap();
+    let one = TestApiServer::start_with_controllers(Backend::Etcd)
+        .await
+        .unwrap();
     let two = TestApiServer::start_sharing(&one).await.unwrap();
     let (a, b) = (Api::new(&one), Api::new(&two));
     let mut creates = Vec::new();
     for i in 0..12 {
-        let api = if i % 2 == 0 { Api::new(&one) } else { Api::new(&two) };
+        let api = if i % 2 == 0 {
+            Api::new(&one)
+        } else {
+            Api::new(&two)
+        };
         creates.push(tokio::spawn(async move {
-            api.ready_node(&format!("node{i}"), json!({}), "2", &now()).await;
+            api.ready_node(&format!("node{i}"), json!({}), "2", &now())
+                .await;
         }));
     }
     for c in creates {
@@ -154,14 +171,19 @@ async fn two_apiservers_on_one_etcd_never_share_a_pod_cidr() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduler_binds_respects_selectors_and_room() {
-    let srv = TestApiServer::start_with_controllers(Backend::Embedded).await.unwrap();
+    let srv = TestApiServer::start_with_controllers(Backend::Embedded)
+        .await
+        .unwrap();
     let api = Api::new(&srv);
-    api.ready_node("small", json!({"disk": "hdd"}), "1", &now()).await;
-    api.ready_node("big", json!({"disk": "ssd"}), "8", &now()).await;
+    api.ready_node("small", json!({"disk": "hdd"}), "1", &now())
+        .await;
+    api.ready_node("big", json!({"disk": "ssd"}), "8", &now())
+        .await;
     api.pod_cidr("small").await;
     api.pod_cidr("big").await;
 
-    api.post("/api/v1/namespaces/default/pods", pod("any", json!({}))).await;
+    api.post("/api/v1/namespaces/default/pods", pod("any", json!({})))
+        .await;
     api.post(
         "/api/v1/namespaces/default/pods",
         pod("ssd", json!({"nodeSelector": {"disk": "ssd"}})),
@@ -169,8 +191,11 @@ async fn scheduler_binds_respects_selectors_and_room() {
     .await;
     api.post(
         "/api/v1/namespaces/default/pods",
-        pod("hungry", json!({"containers": [{"name": "c", "image": "busybox",
-            "resources": {"requests": {"cpu": "4"}}}]})),
+        pod(
+            "hungry",
+            json!({"containers": [{"name": "c", "image": "busybox",
+            "resources": {"requests": {"cpu": "4"}}}]}),
+        ),
     )
     .await;
     api.post(
@@ -182,7 +207,9 @@ async fn scheduler_binds_respects_selectors_and_room() {
         let api = &api;
         async move {
             wait_for(&format!("{name} bound"), T, || async {
-                let (_, p) = api.get(&format!("/api/v1/namespaces/default/pods/{name}")).await;
+                let (_, p) = api
+                    .get(&format!("/api/v1/namespaces/default/pods/{name}"))
+                    .await;
                 p["spec"]["nodeName"].as_str().map(str::to_string)
             })
             .await
@@ -221,7 +248,9 @@ async fn scheduler_binds_respects_selectors_and_room() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_nodes_become_unknown() {
-    let srv = TestApiServer::start_with_controllers(Backend::Embedded).await.unwrap();
+    let srv = TestApiServer::start_with_controllers(Backend::Embedded)
+        .await
+        .unwrap();
     let api = Api::new(&srv);
     let long_ago = seconds_ago(120);
     api.ready_node("quiet", json!({}), "2", &long_ago).await;
@@ -248,13 +277,19 @@ async fn pod_logs_are_proxied_to_the_nodes_kubelet() {
         let (mut sock, _) = listener.accept().await.unwrap();
         let mut buf = vec![0u8; 4096];
         let n = sock.read(&mut buf).await.unwrap();
-        let request = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap().to_string();
+        let request = String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
         sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 12\r\nconnection: close\r\n\r\nhello\nworld\n")
             .await
             .unwrap();
         request
     });
-    let srv = TestApiServer::start_with_controllers(Backend::Embedded).await.unwrap();
+    let srv = TestApiServer::start_with_controllers(Backend::Embedded)
+        .await
+        .unwrap();
     let api = Api::new(&srv);
     api.post(
         "/api/v1/nodes",
@@ -269,8 +304,11 @@ async fn pod_logs_are_proxied_to_the_nodes_kubelet() {
     .await;
     api.post(
         "/api/v1/namespaces/default/pods",
-        pod("web", json!({"nodeName": "n1", "containers": [
-            {"name": "a", "image": "busybox"}, {"name": "b", "image": "busybox"}]})),
+        pod(
+            "web",
+            json!({"nodeName": "n1", "containers": [
+            {"name": "a", "image": "busybox"}, {"name": "b", "image": "busybox"}]}),
+        ),
     )
     .await;
     // Two containers and none named: kubectl's error.
@@ -281,7 +319,9 @@ async fn pod_logs_are_proxied_to_the_nodes_kubelet() {
         "a container name must be specified for pod web, choose one of: [a b]"
     );
     // Not started yet.
-    let (code, body) = api.get("/api/v1/namespaces/default/pods/web/log?container=a").await;
+    let (code, body) = api
+        .get("/api/v1/namespaces/default/pods/web/log?container=a")
+        .await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert_eq!(
         body["message"],

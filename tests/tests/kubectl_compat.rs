@@ -5,16 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use minik8s_tests::apiserver::{Backend, TestApiServer};
-
-/// The system's kubectl: found on PATH, skipping anything built by this workspace.
-fn real_kubectl() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .filter(|d| !d.components().any(|c| c.as_os_str() == "target"))
-        .map(|d| d.join("kubectl"))
-        .find(|p| p.is_file())
-        .expect("the real kubectl must be installed for this test (v1.32 or newer)")
-}
+use minik8s_tests::real_kubectl;
 
 struct Kubectl {
     bin: PathBuf,

@@ -8,11 +8,12 @@
 pub mod events;
 pub mod nodes;
 pub mod scheduler;
+pub mod taskset;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use minik8s_api::resource::{NODES, PODS};
+use minik8s_api::resource::{NODES, PODS, ResourceInfo, TASKSETS};
 use tokio::sync::watch;
 
 use crate::registry::Registry;
@@ -41,14 +42,17 @@ impl Default for ControllerConfig {
     }
 }
 
+/// The resources whose changes wake the controllers.
+const WATCHED: &[&ResourceInfo] = &[&PODS, &NODES, &TASKSETS];
+
 /// Runs the controllers until `stop` turns true.
 pub fn spawn(registry: Arc<Registry>, config: ControllerConfig, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
-        let mut pods = registry.cache(&PODS).subscribe(registry.cache(&PODS).latest()).ok();
-        let mut nodes = registry
-            .cache(&NODES)
-            .subscribe(registry.cache(&NODES).latest())
-            .ok();
+        let subscribe = |r: &ResourceInfo| {
+            let cache = registry.cache(r);
+            cache.subscribe(cache.latest()).ok()
+        };
+        let mut subs: Vec<_> = WATCHED.iter().map(|r| subscribe(r)).collect();
         let mut ticker = tokio::time::interval(config.resync);
         loop {
             if let Err(e) = nodes::reconcile(&registry, &config).await {
@@ -57,19 +61,25 @@ pub fn spawn(registry: Arc<Registry>, config: ControllerConfig, mut stop: watch:
             if let Err(e) = scheduler::reconcile(&registry).await {
                 tracing::warn!(error = %e, "scheduler");
             }
-            // Wait for a change to pods or nodes, or the next resync.
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.changed() => return,
-                ev = recv(&mut pods) => if ev.is_none() {
-                    pods = registry.cache(&PODS).subscribe(registry.cache(&PODS).latest()).ok();
-                },
-                ev = recv(&mut nodes) => if ev.is_none() {
-                    nodes = registry.cache(&NODES).subscribe(registry.cache(&NODES).latest()).ok();
-                },
+            if let Err(e) = taskset::reconcile(&registry).await {
+                tracing::warn!(error = %e, "taskset controller");
+            }
+            // Wait for a change to a watched resource, or the next resync.
+            let cut_off = {
+                let changed =
+                    futures::future::select_all(subs.iter_mut().map(|s| Box::pin(recv(s))));
+                tokio::select! {
+                    _ = ticker.tick() => None,
+                    _ = stop.changed() => return,
+                    (ev, i, _) = changed => ev.is_none().then_some(i),
+                }
+            };
+            // A subscription cut off for being slow starts again from now.
+            if let Some(i) = cut_off {
+                subs[i] = subscribe(WATCHED[i]);
             }
             // Coalesce a burst of changes into one reconcile.
-            for sub in [&mut pods, &mut nodes].into_iter().flatten() {
+            for sub in subs.iter_mut().flatten() {
                 sub.replay.clear();
                 while sub.live.try_recv().is_ok() {}
             }

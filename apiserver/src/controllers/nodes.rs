@@ -129,7 +129,10 @@ async fn claim_free(
         let claim = json!({"cidr": cidr, "node": object::name(node), "uid": uid});
         match registry
             .store()
-            .create(&claim_key(&net), serde_json::to_vec(&claim).unwrap_or_default())
+            .create(
+                &claim_key(&net),
+                serde_json::to_vec(&claim).unwrap_or_default(),
+            )
             .await
         {
             Ok(_) => return Ok(Some(cidr)),
@@ -188,7 +191,11 @@ async fn mark_silent_nodes(
             )
             .await
         {
-            Ok(_) => tracing::warn!(node = object::name(node), silent, "node stopped posting status"),
+            Ok(_) => tracing::warn!(
+                node = object::name(node),
+                silent,
+                "node stopped posting status"
+            ),
             Err(ApiError::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }

@@ -134,7 +134,9 @@ pub async fn reconcile(registry: &Registry) -> Result<()> {
         .list(&NODES, &all_nodes, &ListParams::default())
         .await?;
     let all_pods = Filter::new(&PODS, None, None, None)?;
-    let (pods, _, _) = registry.list(&PODS, &all_pods, &ListParams::default()).await?;
+    let (pods, _, _) = registry
+        .list(&PODS, &all_pods, &ListParams::default())
+        .await?;
     let mut used: HashMap<String, Resources> = HashMap::new();
     for p in pods.iter().filter(|p| !is_terminal(p)) {
         let node = object::path_string(p, "spec.nodeName");
@@ -191,7 +193,15 @@ async fn bind(registry: &Registry, pod: &Value, node: &str) -> Result<bool> {
         "spec": {"nodeName": node},
     });
     let bound = match registry
-        .patch(&PODS, Some(ns), name, PatchType::Merge, &patch, Part::Main, FieldValidation::Ignore)
+        .patch(
+            &PODS,
+            Some(ns),
+            name,
+            PatchType::Merge,
+            &patch,
+            Part::Main,
+            FieldValidation::Ignore,
+        )
         .await
     {
         Ok(w) => w.object,
@@ -206,7 +216,15 @@ async fn bind(registry: &Registry, pod: &Value, node: &str) -> Result<bool> {
         "lastTransitionTime": object::now_rfc3339(),
     }]}});
     if let Err(e) = registry
-        .patch(&PODS, Some(ns), name, PatchType::Strategic, &condition, Part::Status, FieldValidation::Ignore)
+        .patch(
+            &PODS,
+            Some(ns),
+            name,
+            PatchType::Strategic,
+            &condition,
+            Part::Status,
+            FieldValidation::Ignore,
+        )
         .await
     {
         tracing::debug!(error = %e, "setting PodScheduled");
@@ -267,8 +285,16 @@ async fn unschedulable(
         Ok(_) | Err(ApiError::NotFound { .. }) => {}
         Err(e) => return Err(e),
     }
-    events::record(registry, pod, "Pod", "Warning", "FailedScheduling", &message, SCHEDULER_NAME)
-        .await;
+    events::record(
+        registry,
+        pod,
+        "Pod",
+        "Warning",
+        "FailedScheduling",
+        &message,
+        SCHEDULER_NAME,
+    )
+    .await;
     Ok(())
 }
 
@@ -300,12 +326,19 @@ mod tests {
     fn fit_checks_selector_readiness_and_room() {
         let n = node("4", "1Gi", json!({"disk": "ssd"}));
         let none = Resources::default();
-        assert_eq!(unfit_reason(&pod("1", "64Mi", json!({"disk": "ssd"})), &n, &none), None);
+        assert_eq!(
+            unfit_reason(&pod("1", "64Mi", json!({"disk": "ssd"})), &n, &none),
+            None
+        );
         assert_eq!(
             unfit_reason(&pod("1", "64Mi", json!({"disk": "hdd"})), &n, &none),
             Some("node(s) didn't match Pod's node affinity/selector")
         );
-        let busy = Resources { cpu_milli: 2000, memory: 0, pods: 3 };
+        let busy = Resources {
+            cpu_milli: 2000,
+            memory: 0,
+            pods: 3,
+        };
         assert_eq!(
             unfit_reason(&pod("1", "64Mi", json!({})), &n, &busy),
             Some("Insufficient cpu")
@@ -316,7 +349,10 @@ mod tests {
         );
         let mut down = n.clone();
         down["status"]["conditions"][0]["status"] = json!("Unknown");
-        assert_eq!(unfit_reason(&pod("1", "1", json!({})), &down, &none), Some("node(s) were not ready"));
+        assert_eq!(
+            unfit_reason(&pod("1", "1", json!({})), &down, &none),
+            Some("node(s) were not ready")
+        );
     }
 
     #[test]

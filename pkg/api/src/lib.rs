@@ -11,6 +11,7 @@ pub mod quantity;
 pub mod resource;
 pub mod selector;
 pub mod table;
+pub mod taskset;
 pub mod validation;
 pub mod watch;
 

@@ -60,8 +60,38 @@ pub const EVENTS: ResourceInfo = ResourceInfo {
     has_status: false,
 };
 
+pub const TASKSETS: ResourceInfo = ResourceInfo {
+    group: crate::taskset::GROUP,
+    version: crate::taskset::VERSION,
+    kind: "TaskSet",
+    plural: "tasksets",
+    singular: "taskset",
+    short_names: &["ts"],
+    namespaced: true,
+    has_status: true,
+};
+
 /// Every resource served, in discovery order.
-pub const ALL: &[ResourceInfo] = &[NAMESPACES, PODS, NODES, EVENTS];
+pub const ALL: &[ResourceInfo] = &[NAMESPACES, PODS, NODES, EVENTS, TASKSETS];
+
+/// Other names of API groups, served like the group they stand for.
+pub const GROUP_ALIASES: &[(&str, &str)] = &[(crate::taskset::ALIAS_GROUP, crate::taskset::GROUP)];
+
+/// The group an `apiVersion`'s group stands for (itself unless it is an alias).
+pub fn canonical_group(group: &str) -> &str {
+    GROUP_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == group)
+        .map_or(group, |(_, g)| g)
+}
+
+/// `apiVersion` with an alias group replaced by the group it stands for.
+pub fn canonical_api_version(api_version: &str) -> String {
+    match api_version.split_once('/') {
+        Some((group, version)) => format!("{}/{version}", canonical_group(group)),
+        None => api_version.to_string(),
+    }
+}
 
 impl ResourceInfo {
     /// `v1` for the core group, `group/version` otherwise.
@@ -122,8 +152,9 @@ pub fn lookup(name: &str) -> Option<&'static ResourceInfo> {
     ALL.iter().find(|r| r.matches_name(name))
 }
 
-/// The resource of a `kind` in `apiVersion`.
+/// The resource of a `kind` in `apiVersion` (an alias group is accepted).
 pub fn for_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
+    let api_version = canonical_api_version(api_version);
     ALL.iter()
         .find(|r| r.kind == kind && r.api_version() == api_version)
 }
@@ -151,5 +182,15 @@ mod tests {
         assert_eq!(lookup("deployments"), None);
         assert_eq!(for_kind("v1", "Node"), Some(&NODES));
         assert_eq!(for_kind("apps/v1", "Node"), None);
+        assert_eq!(for_kind("minik8s.io/v1alpha1", "TaskSet"), Some(&TASKSETS));
+        assert_eq!(
+            for_kind("octopus.openi.pcl.cn/v1alpha1", "TaskSet"),
+            Some(&TASKSETS)
+        );
+        assert_eq!(lookup("ts"), Some(&TASKSETS));
+        assert_eq!(
+            TASKSETS.object_path(Some("default"), "demo"),
+            "/apis/minik8s.io/v1alpha1/namespaces/default/tasksets/demo"
+        );
     }
 }

@@ -590,6 +590,13 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
     errs.0
 }
 
+/// Validates a pod spec found at `path` (a pod template's spec, say).
+pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
+    let mut errs = Errors::default();
+    pod_spec(spec, path, &mut errs);
+    errs.0
+}
+
 /// Validates an update of a pod: everything [`validate_pod`] checks on the new pod, plus
 /// the rules of change. Only images, `activeDeadlineSeconds` (never longer), tolerations
 /// (additions, and `tolerationSeconds`), scheduling gates (removals), a negative grace
