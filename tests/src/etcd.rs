@@ -188,3 +188,98 @@ fn log_tail(path: &Path) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
+
+/// A real etcd cluster of several members on loopback, stopped on drop.
+pub struct EtcdCluster {
+    members: Vec<Option<Child>>,
+    clients: Vec<SocketAddr>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members that form one cluster and waits until every one is healthy.
+    pub fn start(n: usize) -> anyhow::Result<EtcdCluster> {
+        let binary = etcd_binary()?;
+        let data_dir = tempfile::Builder::new()
+            .prefix("minik8s-etcd-cluster-")
+            .tempdir()
+            .context("create etcd data directory")?;
+        // Hold every port until all are chosen, so that none is picked twice.
+        let listeners: Vec<TcpListener> = (0..2 * n)
+            .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+            .collect::<std::io::Result<_>>()?;
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .collect::<std::io::Result<_>>()?;
+        drop(listeners);
+        let peer = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i + 1]);
+        let initial: Vec<String> = (0..n).map(|i| format!("m{i}={}", peer(i))).collect();
+        let mut members = Vec::new();
+        let mut clients = Vec::new();
+        for i in 0..n {
+            let client = format!("http://127.0.0.1:{}", ports[2 * i]);
+            let log = std::fs::File::create(data_dir.path().join(format!("m{i}.log")))?;
+            let child = Command::new(&binary)
+                .arg(format!("--name=m{i}"))
+                .arg(format!(
+                    "--data-dir={}",
+                    data_dir.path().join(format!("m{i}")).display()
+                ))
+                .arg(format!("--listen-client-urls={client}"))
+                .arg(format!("--advertise-client-urls={client}"))
+                .arg(format!("--listen-peer-urls={}", peer(i)))
+                .arg(format!("--initial-advertise-peer-urls={}", peer(i)))
+                .arg(format!("--initial-cluster={}", initial.join(",")))
+                .arg("--initial-cluster-state=new")
+                .arg("--initial-cluster-token=minik8s-test")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("run {}", binary.display()))?;
+            members.push(Some(child));
+            clients.push(SocketAddr::from((Ipv4Addr::LOCALHOST, ports[2 * i])));
+        }
+        let cluster = EtcdCluster {
+            members,
+            clients,
+            _data_dir: data_dir,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !cluster.clients.iter().all(|c| healthy(*c)) {
+            if Instant::now() >= deadline {
+                let logs: Vec<String> = (0..n)
+                    .map(|i| log_tail(&cluster._data_dir.path().join(format!("m{i}.log"))))
+                    .collect();
+                bail!(
+                    "etcd cluster of {n} did not become healthy within {START_TIMEOUT:?}:\n{}",
+                    logs.join("\n---\n")
+                );
+            }
+            std::thread::sleep(PROBE_INTERVAL);
+        }
+        Ok(cluster)
+    }
+
+    /// Client endpoints, `127.0.0.1:PORT`, one per member.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.clients.iter().map(ToString::to_string).collect()
+    }
+
+    /// Kills member `i` (as a crash would).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
