@@ -169,6 +169,10 @@ impl Strategy for PodStrategy {
     fn selectable_fields(&self) -> &'static [&'static str] {
         &[
             "spec.nodeName",
+            // Not in Kubernetes: lets a kubelet watch just the hosts-discovery groups
+            // (pods sharing a subdomain) that its own pods belong to.
+            "spec.subdomain",
+            "spec.hostname",
             "spec.restartPolicy",
             "spec.schedulerName",
             "spec.serviceAccountName",
