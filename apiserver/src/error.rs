@@ -52,6 +52,12 @@ pub enum ApiError {
     NotAcceptable(String),
     #[error("Request entity too large: limit is {MAX_BODY_BYTES}")]
     TooLarge,
+    /// A write that would store too much (a patch blowing up, an object over the limit).
+    #[error("{0}")]
+    TooLargeObject(String),
+    /// Well-formed but not applicable, e.g. a JSON patch whose `test` fails.
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -99,7 +105,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
-            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge | ApiError::TooLargeObject(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -118,7 +125,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::NotAcceptable(_) => "NotAcceptable",
-            ApiError::TooLarge => "RequestEntityTooLarge",
+            ApiError::TooLarge | ApiError::TooLargeObject(_) => "RequestEntityTooLarge",
+            ApiError::Unprocessable(_) => "Invalid",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
         }

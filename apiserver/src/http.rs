@@ -653,9 +653,10 @@ async fn watch(
     let rv = q("resourceVersion").unwrap_or("");
     let send_initial = q("sendInitialEvents") == Some("true");
     let bookmarks = q("allowWatchBookmarks") == Some("true");
+    // Kubernetes accepts any timeout; a year is as good as forever and cannot overflow.
     let timeout = q("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
-        .map(Duration::from_secs)
+        .map(|t| Duration::from_secs(t.min(365 * 86400)))
         .unwrap_or(state.config.max_watch);
     let reg = state.registry.clone();
     let cache = reg.cache(r).clone();

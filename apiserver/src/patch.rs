@@ -22,7 +22,50 @@ impl PatchType {
     }
 }
 
-pub fn apply(kind: PatchType, target: &Value, patch: &Value) -> Result<Value, String> {
+/// Why a patch could not be applied.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PatchError {
+    /// The patch itself is malformed (400).
+    Malformed(String),
+    /// The patch is well formed but cannot be applied to this object (422).
+    Inapplicable(String),
+    /// The patch is too big, or would make the object too big (413).
+    TooLarge(String),
+}
+
+/// Kubernetes' limit on the operations of one JSON patch.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+/// What JSON patch `copy` operations may add in all: enough for any object we store.
+const MAX_COPIED_BYTES: usize = 3 * 1024 * 1024;
+/// Deeper results are refused before they are stored (decoding stops at 128 levels).
+const MAX_DEPTH: usize = 100;
+
+pub fn apply(kind: PatchType, target: &Value, patch: &Value) -> Result<Value, PatchError> {
+    let out = apply_unchecked(kind, target, patch)?;
+    if depth(&out) > MAX_DEPTH {
+        return Err(PatchError::Inapplicable(format!(
+            "the patched object is nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    Ok(out)
+}
+
+/// Nesting depth, without recursion (the value may be deep).
+fn depth(v: &Value) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(v, 1usize)];
+    while let Some((v, d)) = stack.pop() {
+        max = max.max(d);
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|c| (c, d + 1))),
+            Value::Object(m) => stack.extend(m.values().map(|c| (c, d + 1))),
+            _ => {}
+        }
+    }
+    max
+}
+
+fn apply_unchecked(kind: PatchType, target: &Value, patch: &Value) -> Result<Value, PatchError> {
     match kind {
         PatchType::Merge => {
             let mut out = target.clone();
@@ -31,7 +74,7 @@ pub fn apply(kind: PatchType, target: &Value, patch: &Value) -> Result<Value, St
         }
         PatchType::Strategic => {
             let mut out = target.clone();
-            strategic(&mut out, patch, "")?;
+            strategic(&mut out, patch, "").map_err(PatchError::Inapplicable)?;
             Ok(out)
         }
         PatchType::Json => json_patch(target, patch),
@@ -58,7 +101,8 @@ pub fn merge(target: &mut Value, patch: &Value) {
 }
 
 /// The key that identifies list items for strategic merge, by field name, as in the
-/// `patchMergeKey` tags of the core/v1 types we serve.
+/// `patchMergeKey` tags of the core/v1 types we serve. Lists without one (container
+/// statuses, taints, readiness gates, ...) are replaced whole, as in Kubernetes.
 fn merge_key(field: &str) -> Option<&'static str> {
     Some(match field {
         "containers"
@@ -76,9 +120,7 @@ fn merge_key(field: &str) -> Option<&'static str> {
         "volumeDevices" => "devicePath",
         "conditions" | "addresses" => "type",
         "podIPs" | "hostIPs" | "hostAliases" => "ip",
-        "taints" => "key",
         "ownerReferences" => "uid",
-        "readinessGates" => "conditionType",
         _ => return None,
     })
 }
@@ -195,57 +237,85 @@ fn merge_list(current: &mut Value, patch: &[Value], field: &str) -> Result<(), S
 }
 
 /// RFC 6902 JSON patch.
-pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, String> {
-    let ops = patch
-        .as_array()
-        .ok_or("a JSON patch must be an array of operations")?;
+pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, PatchError> {
+    let ops = patch.as_array().ok_or_else(|| {
+        PatchError::Malformed("a JSON patch must be an array of operations".to_string())
+    })?;
+    if ops.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(PatchError::TooLarge(format!(
+            "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+            ops.len()
+        )));
+    }
     let mut doc = target.clone();
+    let mut copied = 0usize;
     for op in ops {
-        let name = op
-            .get("op")
-            .and_then(Value::as_str)
-            .ok_or("JSON patch operation has no \"op\"")?;
-        let path = op
-            .get("path")
-            .and_then(Value::as_str)
-            .ok_or("JSON patch operation has no \"path\"")?;
-        let value = || {
-            op.get("value")
-                .cloned()
-                .ok_or_else(|| format!("JSON patch \"{name}\" at {path} has no \"value\""))
-        };
-        match name {
-            "add" => add(&mut doc, path, value()?)?,
-            "remove" => {
-                remove(&mut doc, path)?;
-            }
-            "replace" => {
-                remove(&mut doc, path)?;
-                add(&mut doc, path, value()?)?;
-            }
-            "move" | "copy" => {
-                let from = op
-                    .get("from")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| format!("JSON patch \"{name}\" has no \"from\""))?;
-                let v = if name == "move" {
-                    remove(&mut doc, from)?
-                } else {
-                    doc.pointer(from)
-                        .cloned()
-                        .ok_or_else(|| format!("JSON patch: no value at {from}"))?
-                };
-                add(&mut doc, path, v)?;
-            }
-            "test" => {
-                if doc.pointer(path) != Some(&value()?) {
-                    return Err(format!("JSON patch test failed at {path}"));
-                }
-            }
-            other => return Err(format!("unknown JSON patch operation \"{other}\"")),
-        }
+        json_patch_op(&mut doc, op, &mut copied)?;
     }
     Ok(doc)
+}
+
+fn json_patch_op(doc: &mut Value, op: &Value, copied: &mut usize) -> Result<(), PatchError> {
+    let malformed = |m: String| PatchError::Malformed(m);
+    let name = op
+        .get("op")
+        .and_then(Value::as_str)
+        .ok_or_else(|| malformed("JSON patch operation has no \"op\"".to_string()))?;
+    let path = op
+        .get("path")
+        .and_then(Value::as_str)
+        .ok_or_else(|| malformed("JSON patch operation has no \"path\"".to_string()))?;
+    let value = || {
+        op.get("value")
+            .cloned()
+            .ok_or_else(|| malformed(format!("JSON patch \"{name}\" at {path} has no \"value\"")))
+    };
+    let inapplicable = PatchError::Inapplicable;
+    match name {
+        "add" => add(doc, path, value()?).map_err(inapplicable)?,
+        "remove" => {
+            remove(doc, path).map_err(inapplicable)?;
+        }
+        "replace" => {
+            remove(doc, path).map_err(inapplicable)?;
+            add(doc, path, value()?).map_err(inapplicable)?;
+        }
+        "move" | "copy" => {
+            let from = op
+                .get("from")
+                .and_then(Value::as_str)
+                .ok_or_else(|| malformed(format!("JSON patch \"{name}\" has no \"from\"")))?;
+            let v = if name == "move" {
+                remove(doc, from).map_err(inapplicable)?
+            } else {
+                let v = doc.pointer(from).cloned().ok_or_else(|| {
+                    PatchError::Inapplicable(format!("JSON patch: no value at {from}"))
+                })?;
+                // Copies could double the object with every operation.
+                *copied += serde_json::to_vec(&v).map_or(0, |b| b.len());
+                if *copied > MAX_COPIED_BYTES {
+                    return Err(PatchError::TooLarge(
+                        "JSON patch copies would make the object too large".to_string(),
+                    ));
+                }
+                v
+            };
+            add(doc, path, v).map_err(inapplicable)?;
+        }
+        "test" => {
+            if doc.pointer(path) != Some(&value()?) {
+                return Err(PatchError::Inapplicable(format!(
+                    "JSON patch test failed at {path}"
+                )));
+            }
+        }
+        other => {
+            return Err(malformed(format!(
+                "unknown JSON patch operation \"{other}\""
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn split_pointer(path: &str) -> Result<(String, String), String> {
@@ -328,10 +398,11 @@ mod tests {
         let pod = json!({"status": {"conditions": [
             {"type": "Ready", "status": "False"},
             {"type": "PodScheduled", "status": "True"}
-        ], "containerStatuses": [{"name": "a", "ready": false}]}});
+        ], "containerStatuses": [{"name": "a", "ready": false}]},
+            "spec": {"taints": [{"key": "a"}, {"key": "b"}]}});
         let patch = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}],
             "containerStatuses": [{"name": "b", "ready": true}],
-            "$setElementOrder/conditions": [{"type": "Ready"}]}});
+            "$setElementOrder/conditions": [{"type": "Ready"}]}, "spec": {"taints": [{"key": "b"}]}});
         let out = apply(PatchType::Strategic, &pod, &patch).unwrap();
         assert_eq!(
             out["status"]["conditions"],
@@ -360,7 +431,7 @@ mod tests {
             &t,
             &json!({"spec": {"containers": [{"image": "y"}]}}),
         );
-        assert!(err.unwrap_err().contains("merge key"));
+        assert!(matches!(err, Err(PatchError::Inapplicable(m)) if m.contains("merge key")));
     }
 
     #[test]

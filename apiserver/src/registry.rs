@@ -186,6 +186,9 @@ pub struct DeleteParams {
     pub grace_period_seconds: Option<i64>,
     pub preconditions: Option<Preconditions>,
     pub propagation_policy: Option<String>,
+    /// Dry runs are not supported: a non-empty list is refused rather than ignored.
+    #[serde(default)]
+    pub dry_run: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -252,10 +255,20 @@ fn encode_kv(kv: &KeyValue) -> Result<Vec<u8>> {
     }
 }
 
-fn to_bytes(obj: &Value) -> Vec<u8> {
+/// The largest object stored, as etcd's default request limit.
+pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
+
+fn to_bytes(obj: &Value) -> Result<Vec<u8>> {
     let mut stored = obj.clone();
     object::strip_for_storage(&mut stored);
-    serde_json::to_vec(&stored).unwrap_or_default()
+    let bytes = serde_json::to_vec(&stored).unwrap_or_default();
+    if bytes.len() > MAX_OBJECT_BYTES {
+        return Err(ApiError::TooLargeObject(format!(
+            "the object is {} bytes; the largest object stored is {MAX_OBJECT_BYTES} bytes",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
 }
 
 fn parse_rv(rv: &str) -> Result<Revision> {
@@ -590,7 +603,7 @@ impl Registry {
         let key = key(resource, Some(&ns), &name);
         let rev = self
             .store
-            .create(&key, to_bytes(&obj))
+            .create(&key, to_bytes(&obj)?)
             .await
             .map_err(|e| ApiError::from_store(e, resource, &name))?;
         object::set_resource_version(&mut obj, rev);
@@ -625,22 +638,36 @@ impl Registry {
             }
         }
         let (obj, warnings) = Self::check_fields(strategy, obj, validation)?;
-        let kv = self.get_kv(resource, namespace, name).await?;
-        let expected = match object::meta_str(&obj, "resourceVersion") {
-            Some(rv) if !rv.is_empty() => {
-                let rv = parse_rv(rv)?;
-                if rv != kv.mod_revision {
-                    return Err(ApiError::conflict(resource, name));
-                }
-                rv
-            }
-            _ => kv.mod_revision,
+        let precondition = match object::meta_str(&obj, "resourceVersion") {
+            Some(rv) if !rv.is_empty() => Some(parse_rv(rv)?),
+            _ => None,
         };
-        let old = decode_kv(&kv)?;
-        let object = self
-            .write_update(resource, namespace, name, &old, obj, part, expected)
-            .await?;
-        Ok(Written { object, warnings })
+        // Without a resourceVersion the update is unconditional: a race with another
+        // writer is retried, as Kubernetes does, instead of surfacing as a conflict.
+        for _ in 0..PATCH_RETRIES {
+            let kv = self.get_kv(resource, namespace, name).await?;
+            if precondition.is_some_and(|rv| rv != kv.mod_revision) {
+                return Err(ApiError::conflict(resource, name));
+            }
+            let old = decode_kv(&kv)?;
+            match self
+                .write_update(
+                    resource,
+                    namespace,
+                    name,
+                    &old,
+                    obj.clone(),
+                    part,
+                    kv.mod_revision,
+                )
+                .await
+            {
+                Ok(object) => return Ok(Written { object, warnings }),
+                Err(ApiError::Conflict { .. }) if precondition.is_none() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ApiError::conflict(resource, name))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -704,7 +731,7 @@ impl Registry {
         }
         let rev = self
             .store
-            .update(&key, to_bytes(&new), expected)
+            .update(&key, to_bytes(&new)?, expected)
             .await
             .map_err(|e| ApiError::from_store(e, resource, name))?;
         object::set_resource_version(&mut new, rev);
@@ -712,6 +739,10 @@ impl Registry {
     }
 
     fn ready_to_remove(&self, obj: &Value) -> bool {
+        // A namespace goes only once its contents are gone (finalize_namespaces).
+        if obj.get("kind").and_then(Value::as_str) == Some("Namespace") {
+            return false;
+        }
         let Some(meta) = object::meta(obj) else {
             return false;
         };
@@ -743,8 +774,11 @@ impl Registry {
         for _ in 0..PATCH_RETRIES {
             let kv = self.get_kv(resource, namespace, name).await?;
             let old = decode_kv(&kv)?;
-            let patched =
-                patch::apply(patch_type, &old, patch_body).map_err(ApiError::BadRequest)?;
+            let patched = patch::apply(patch_type, &old, patch_body).map_err(|e| match e {
+                patch::PatchError::Malformed(m) => ApiError::BadRequest(m),
+                patch::PatchError::Inapplicable(m) => ApiError::Unprocessable(m),
+                patch::PatchError::TooLarge(m) => ApiError::TooLargeObject(m),
+            })?;
             let mut patched = patched;
             // A resourceVersion in the patch is a precondition, as in Kubernetes.
             let expected = match object::meta_str(&patched, "resourceVersion") {
@@ -781,6 +815,9 @@ impl Registry {
         params: &DeleteParams,
     ) -> Result<Deleted> {
         let strategy = strategy::for_resource(resource);
+        if !params.dry_run.is_empty() {
+            return Err(ApiError::BadRequest("dryRun is not supported".to_string()));
+        }
         if resource.plural == "namespaces" && SYSTEM_NAMESPACES.contains(&name) {
             return Err(ApiError::Forbidden(format!(
                 "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
@@ -856,7 +893,10 @@ impl Registry {
                 // Already being deleted at least this fast.
                 return Ok(Deleted::Pending(obj));
             }
-            let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+            // Any grace period is accepted; the timestamp saturates far in the future.
+            let at = jiff::Timestamp::now()
+                .checked_add(jiff::SignedDuration::from_secs(grace))
+                .unwrap_or(jiff::Timestamp::MAX);
             meta.insert(
                 "deletionTimestamp".into(),
                 Value::String(object::format_time(at)),
@@ -867,7 +907,7 @@ impl Registry {
             }
             match self
                 .store
-                .update(&key, to_bytes(&marked), kv.mod_revision)
+                .update(&key, to_bytes(&marked)?, kv.mod_revision)
                 .await
             {
                 Ok(rev) => {
@@ -879,6 +919,39 @@ impl Registry {
             }
         }
         Err(ApiError::conflict(resource, name))
+    }
+
+    /// Deletes events last seen more than `ttl` ago, as Kubernetes' event TTL does.
+    pub async fn expire_events(&self, ttl: std::time::Duration) -> Result<usize> {
+        let all = Filter::new(&resource::EVENTS, None, None, None)?;
+        let (events, _, _) = self
+            .list(&resource::EVENTS, &all, &ListParams::default())
+            .await?;
+        let now = jiff::Timestamp::now().as_second();
+        let mut expired = 0;
+        for ev in events {
+            let last = ["lastTimestamp", "eventTime"]
+                .iter()
+                .find_map(|k| ev.get(*k).and_then(Value::as_str))
+                .or_else(|| object::meta_str(&ev, "creationTimestamp"))
+                .and_then(object::parse_time);
+            if last.is_some_and(|t| now - t.as_second() > ttl.as_secs() as i64) {
+                match self
+                    .delete(
+                        &resource::EVENTS,
+                        Some(object::namespace(&ev)),
+                        object::name(&ev),
+                        &DeleteParams::default(),
+                    )
+                    .await
+                {
+                    Ok(_) => expired += 1,
+                    Err(ApiError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(expired)
     }
 
     /// Finishes deleting terminating namespaces: removes what they contain, then them.

@@ -70,6 +70,8 @@ pub struct ServerConfig {
     pub housekeeping_interval: Duration,
     /// Events each resource's watch cache keeps for watchers that resume.
     pub watch_window: usize,
+    /// Kubernetes events older than this are deleted (Kubernetes: one hour).
+    pub event_ttl: Duration,
     /// The scheduler and node controller (pod CIDRs, heartbeats); `None` runs none, for
     /// an API server whose objects only clients change.
     pub controllers: Option<ControllerConfig>,
@@ -83,6 +85,7 @@ impl ServerConfig {
             http: HttpConfig::default(),
             housekeeping_interval: Duration::from_secs(2),
             watch_window: crate::watch_cache::DEFAULT_WINDOW,
+            event_ttl: Duration::from_secs(3600),
             controllers: Some(ControllerConfig::default()),
         }
     }
@@ -137,6 +140,7 @@ impl Server {
         spawn_housekeeping(
             registry.clone(),
             config.housekeeping_interval,
+            config.event_ttl,
             stop.subscribe(),
         );
         if let Some(c) = &config.controllers {
@@ -196,14 +200,28 @@ impl Server {
 
 /// Reconcile loops that keep the store tidy: finishing deleted namespaces and compacting
 /// history older than ten housekeeping rounds.
-fn spawn_housekeeping(registry: Arc<Registry>, every: Duration, mut stop: watch::Receiver<bool>) {
+fn spawn_housekeeping(
+    registry: Arc<Registry>,
+    every: Duration,
+    event_ttl: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     tokio::spawn(async move {
         let mut seen = std::collections::VecDeque::new();
         let mut ticker = tokio::time::interval(every);
+        // Expiring events lists them all: about once a minute is enough.
+        let expire_every = (event_ttl / 2).min(Duration::from_secs(60));
+        let mut expired_at = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
                 _ = stop.changed() => return,
+            }
+            if expired_at.elapsed() >= expire_every {
+                expired_at = tokio::time::Instant::now();
+                if let Err(e) = registry.expire_events(event_ttl).await {
+                    tracing::warn!(error = %e, "expiring events");
+                }
             }
             if let Err(e) = registry.finalize_namespaces().await {
                 tracing::warn!(error = %e, "finishing namespace deletion");

@@ -222,7 +222,17 @@ impl Strategy for NodeStrategy {
     fn prepare_update(&self, old: &Value, new: Value, part: Part) -> Result<Value> {
         let node: Node = decode(self.info(), merge_parts(old, new, part))?;
         let v = encode(&node)?;
-        check(self.info(), &v, validation::validate_node(&node))?;
+        let mut causes = validation::validate_node(&node);
+        // A node's pod range is its kubelet's bridge: set once, then fixed.
+        let was = object::path_string(old, "spec.podCIDR");
+        let now = object::path_string(&v, "spec.podCIDR");
+        if !was.is_empty() && now != was {
+            causes.push(FieldError::forbidden(
+                "spec.podCIDR",
+                "node updates may not change podCIDR except from \"\" to valid",
+            ));
+        }
+        check(self.info(), &v, causes)?;
         Ok(v)
     }
 

@@ -468,6 +468,32 @@ async fn patches(api: Api) {
         .call_ct(Method::PATCH, path, Some(json!({})), "text/plain")
         .await;
     assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // A JSON patch whose test fails is unprocessable; one that copies the object
+    // onto itself again and again is refused before it grows.
+    let (code, _) = api
+        .call_ct(
+            Method::PATCH,
+            path,
+            Some(json!([{"op": "test", "path": "/metadata/name", "value": "other"}])),
+            "application/json-patch+json",
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    let doubling: Vec<Value> = (0..40)
+        .map(|_| json!({"op": "copy", "from": "/spec", "path": "/metadata/annotations/x"}))
+        .chain((0..40).map(
+            |i| json!({"op": "copy", "from": "", "path": format!("/metadata/annotations/y{i}")}),
+        ))
+        .collect();
+    let (code, body) = api
+        .call_ct(
+            Method::PATCH,
+            path,
+            Some(Value::Array(doubling)),
+            "application/json-patch+json",
+        )
+        .await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
 }
 
 async fn list_selectors_and_paging(api: Api) {
@@ -638,6 +664,21 @@ async fn deletion(api: Api) {
     let (code, body) = api.call(Method::DELETE, path, None).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert_eq!(body["reason"], "NotFound");
+
+    // A dry run is refused, never carried out.
+    api.create_pod("default", pod("dry")).await;
+    let (code, _) = api
+        .call(
+            Method::DELETE,
+            "/api/v1/namespaces/default/pods/dry",
+            Some(json!({"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"]})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    let (code, _) = api
+        .call(Method::GET, "/api/v1/namespaces/default/pods/dry", None)
+        .await;
+    assert_eq!(code, StatusCode::OK);
 }
 
 /// Reads watch events (one JSON document per line) until `n` have arrived.
@@ -946,6 +987,25 @@ async fn nodes(api: Api) {
     assert_eq!(cells[2], "control-plane");
     assert_eq!(cells[4], "v1.33.0");
     assert_eq!(cells[5], "10.0.0.1");
+    // The pod range of a node is set once.
+    let (code, _) = api
+        .call_ct(
+            Method::PATCH,
+            "/api/v1/nodes/n1",
+            Some(json!({"spec": {"podCIDR": "10.9.0.0/24"}})),
+            "application/merge-patch+json",
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, body) = api
+        .call_ct(
+            Method::PATCH,
+            "/api/v1/nodes/n1",
+            Some(json!({"spec": {"podCIDR": "10.9.1.0/24"}})),
+            "application/merge-patch+json",
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (code, _) = api.call(Method::DELETE, "/api/v1/nodes/n1", None).await;
     assert_eq!(code, StatusCode::OK);
 }

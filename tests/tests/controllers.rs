@@ -347,3 +347,43 @@ async fn pod_logs_are_proxied_to_the_nodes_kubelet() {
         "{request}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_events_expire() {
+    let srv = TestApiServer::start_with(Backend::Embedded, None, |c| {
+        c.controllers = None;
+        c.housekeeping_interval = Duration::from_millis(100);
+        c.event_ttl = Duration::from_secs(2);
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&srv);
+    let event = |name: &str, at: String| {
+        json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": name},
+            "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+            "reason": "Test", "message": "m", "type": "Normal",
+            "firstTimestamp": at, "lastTimestamp": at})
+    };
+    api.post(
+        "/api/v1/namespaces/default/events",
+        event("old", seconds_ago(3600)),
+    )
+    .await;
+    api.post(
+        "/api/v1/namespaces/default/events",
+        event("fresh", seconds_ago(0)),
+    )
+    .await;
+    wait_for("the old event to expire", T, || async {
+        let (code, _) = api.get("/api/v1/namespaces/default/events/old").await;
+        (code == StatusCode::NOT_FOUND).then_some(())
+    })
+    .await
+    .unwrap();
+    let (code, _) = api.get("/api/v1/namespaces/default/events/fresh").await;
+    assert_eq!(
+        code,
+        StatusCode::OK,
+        "a fresh event is kept until it is old"
+    );
+}

@@ -65,12 +65,20 @@ pub async fn reconcile(registry: &Registry, config: &ControllerConfig) -> Result
         }
     }
     for node in &nodes {
-        if !object::path_string(node, "spec.podCIDR").is_empty()
-            || object::meta(node).is_some_and(|m| m.contains_key("deletionTimestamp"))
-        {
+        let uid = object::meta_str(node, "uid").unwrap_or("").to_string();
+        let existing = object::path_string(node, "spec.podCIDR");
+        if !existing.is_empty() {
+            // A node created with its range already set: claim it, so that no other
+            // node is given the same one.
+            if !claimed_by.contains_key(&uid) {
+                claim_existing(registry, node, &uid, &existing).await?;
+                used.insert(existing);
+            }
             continue;
         }
-        let uid = object::meta_str(node, "uid").unwrap_or("").to_string();
+        if object::meta(node).is_some_and(|m| m.contains_key("deletionTimestamp")) {
+            continue;
+        }
         let cidr = match claimed_by.get(&uid) {
             Some(c) => c.clone(),
             None => match claim_free(registry, config, &used, node, &uid).await? {
@@ -83,7 +91,12 @@ pub async fn reconcile(registry: &Registry, config: &ControllerConfig) -> Result
             },
         };
         used.insert(cidr.clone());
-        let patch = json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
+        // Only onto the node as listed: a concurrent assignment wins, and this claim stays
+        // with the node's uid for the next round to find.
+        let patch = json!({
+            "metadata": {"resourceVersion": object::meta_str(node, "resourceVersion")},
+            "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
+        });
         match registry
             .patch(
                 &NODES,
@@ -97,11 +110,34 @@ pub async fn reconcile(registry: &Registry, config: &ControllerConfig) -> Result
             .await
         {
             Ok(_) => tracing::info!(node = object::name(node), %cidr, "assigned pod CIDR"),
-            Err(ApiError::NotFound { .. }) => {}
+            Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => {}
             Err(e) => return Err(e),
         }
     }
     mark_silent_nodes(registry, config, &nodes).await
+}
+
+async fn claim_existing(registry: &Registry, node: &Value, uid: &str, cidr: &str) -> Result<()> {
+    let Ok(net) = cidr.parse::<Ipv4Net>() else {
+        return Ok(());
+    };
+    let claim = json!({"cidr": cidr, "node": object::name(node), "uid": uid});
+    match registry
+        .store()
+        .create(
+            &claim_key(&net),
+            serde_json::to_vec(&claim).unwrap_or_default(),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(StoreError::AlreadyExists { .. }) => {
+            tracing::warn!(node = object::name(node), %cidr,
+                "node was created with a pod CIDR that another node holds");
+            Ok(())
+        }
+        Err(e) => Err(store_err(e)),
+    }
 }
 
 async fn release(registry: &Registry, key: &str) -> Result<()> {
@@ -171,7 +207,10 @@ async fn mark_silent_nodes(
             continue;
         }
         let stamp = object::now_rfc3339();
-        let patch = json!({"status": {"conditions": [{
+        // Only onto the node as listed: a heartbeat that arrived since wins.
+        let patch = json!({
+            "metadata": {"resourceVersion": object::meta_str(node, "resourceVersion")},
+            "status": {"conditions": [{
             "type": "Ready",
             "status": "Unknown",
             "reason": "NodeStatusUnknown",
@@ -196,7 +235,7 @@ async fn mark_silent_nodes(
                 silent,
                 "node stopped posting status"
             ),
-            Err(ApiError::NotFound { .. }) => {}
+            Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => {}
             Err(e) => return Err(e),
         }
     }

@@ -18,6 +18,9 @@ pub const API_VERSION: &str = "minik8s.io/v1alpha1";
 /// The group of the original pod-discovery design, accepted as another name for ours.
 pub const ALIAS_GROUP: &str = "octopus.openi.pcl.cn";
 
+/// The most replicas one role may have.
+pub const MAX_REPLICAS: i32 = 10_000;
+
 /// Labels the TaskSet controller puts on every pod it creates.
 pub const LABEL_TASKSET: &str = "minik8s.io/taskset";
 pub const LABEL_ROLE: &str = "minik8s.io/role";
@@ -210,11 +213,11 @@ pub fn validate_taskset(ts: &TaskSet) -> Vec<FieldError> {
                 errs.push(FieldError::duplicate(format!("{path}.name"), &role.name));
             }
         }
-        if role.replicas < 0 {
+        if role.replicas < 0 || role.replicas > MAX_REPLICAS {
             errs.push(FieldError::invalid(
                 format!("{path}.replicas"),
                 &role.replicas.to_string(),
-                "must be greater than or equal to 0",
+                format!("must be between 0 and {MAX_REPLICAS}"),
             ));
         } else if role.replicas > 0 && !role.name.is_empty() {
             // The longest hostname and pod name this role will produce.
