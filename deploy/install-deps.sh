@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages MiniK8s needs to build and test: protoc (the etcd client's
-# build), etcd (tests and multi-member deployments). Safe to run again.
+# build), etcd (tests and multi-member deployments), Docker (the kubelet's runtime) and a
+# static busybox (the test image, see deploy/images.sh); starts Docker's daemon if none
+# answers. Safe to run again; quiet when there is nothing to do.
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -8,6 +10,11 @@ SUDO=""
 need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+# The test image needs a busybox that runs without a C library next to it.
+if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
+  need+=(busybox-static)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   $SUDO apt-get update -qq
@@ -16,4 +23,23 @@ fi
 # Debian's etcd-server starts a system etcd on the default ports; tests start their own.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
   $SUDO systemctl stop etcd || true
+fi
+
+# Docker's daemon: through systemd where it runs, else started in the background.
+if ! $SUDO docker info >/dev/null 2>&1; then
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    echo "starting docker"
+    $SUDO systemctl start docker
+  else
+    echo "starting dockerd (log: /var/log/minik8s-dockerd.log)"
+    $SUDO sh -c 'nohup dockerd >>/var/log/minik8s-dockerd.log 2>&1 &'
+  fi
+  for _ in $(seq 1 60); do
+    $SUDO docker info >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  if ! $SUDO docker info >/dev/null 2>&1; then
+    echo "Docker's daemon does not answer; see /var/log/minik8s-dockerd.log or 'systemctl status docker'" >&2
+    exit 1
+  fi
 fi

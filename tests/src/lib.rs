@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod etcd;
+pub mod kubelet;
 
 /// Waits until `check` returns `Some`, polling every `every`, failing after `deadline`.
 pub async fn wait_for<T, F, Fut>(

@@ -62,6 +62,12 @@ async fn containers_of_a_pod_talk_over_localhost() {
     }
     let containers = node.containers(Some(&uid(&pod))).await.unwrap();
     assert_eq!(containers.len(), 3, "pause + 2");
+    // A pass that finds nothing to do writes nothing: the pod object stays as it is
+    // through several resyncs (every 2 s here) and Docker events.
+    let version = pod.metadata.resource_version.clone();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let later = node.pods().get("talk").await.unwrap();
+    assert_eq!(later.metadata.resource_version, version, "status rewritten");
     let events = node.events("talk").await.unwrap();
     for wanted in [
         "Pulled: Container image \"minik8s/busybox:latest\" already present on machine",
@@ -342,4 +348,87 @@ async fn an_unpullable_image_reports_image_pull_back_off() {
     .await
     .unwrap();
     node.wait_ready("fine").await.unwrap();
+}
+
+#[tokio::test]
+async fn host_network_pods_share_the_host_address() {
+    let node = TestNode::start().await.unwrap();
+    node.create_pod(json!({
+        "metadata": {"name": "on-host"},
+        "spec": {"hostNetwork": true, "terminationGracePeriodSeconds": 1,
+                 "containers": [container("c", "echo \"host $(hostname)\"; exec sleep 3600")]}
+    }))
+    .await
+    .unwrap();
+    let pod = node.wait_ready("on-host").await.unwrap();
+    let status = pod.status.as_ref().unwrap();
+    assert_eq!(status.pod_ip, status.host_ip);
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    node.wait_log("on-host", "c", &format!("host {}", hostname.trim()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn pause_is_init_of_a_shared_process_namespace_and_reaps_orphans() {
+    use minik8s_kubelet::labels;
+    use minik8s_kubelet::runtime::ContainerRuntime;
+    let node = TestNode::start().await.unwrap();
+    node.create_pod(json!({
+        "metadata": {"name": "shared-pid"},
+        "spec": {"shareProcessNamespace": true, "terminationGracePeriodSeconds": 1,
+                 "containers": [container("c",
+                     "(sleep 0.3 &); sleep 2; echo begin; ps -o pid,stat,comm; echo end; exec sleep 3600")]}
+    }))
+    .await
+    .unwrap();
+    let pod = node.wait_ready("shared-pid").await.unwrap();
+    let log = node.wait_log("shared-pid", "c", "end").await.unwrap();
+    let table: Vec<&str> = log
+        .lines()
+        .skip_while(|l| *l != "begin")
+        .skip(2)
+        .take_while(|l| *l != "end")
+        .collect();
+    assert!(
+        table.iter().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.first() == Some(&"1") && f.last() == Some(&"pause")
+        }),
+        "pause is not PID 1:\n{log}"
+    );
+    assert!(
+        table
+            .iter()
+            .all(|l| !l.split_whitespace().nth(1).unwrap_or("").starts_with('Z')),
+        "a zombie was left:\n{log}"
+    );
+    // SIGTERM ends pause at once, with status 0.
+    let uid = pod.metadata.uid.clone().unwrap();
+    let sandbox = node
+        .containers(Some(&uid))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| {
+            c.labels.get(labels::CONTAINER_TYPE).map(String::as_str) == Some(labels::TYPE_SANDBOX)
+        })
+        .unwrap();
+    let started = std::time::Instant::now();
+    node.docker
+        .stop_container(&sandbox.id, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let stopped = node
+        .docker
+        .inspect_container(&sandbox.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stopped.exit_code, 0);
 }

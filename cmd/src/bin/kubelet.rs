@@ -1,0 +1,139 @@
+//! `kubelet`: the MiniK8s node agent. Runs the pods bound to this node on Docker.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use minik8s_kubelet::KubeletConfig;
+use minik8s_kubelet::client::{Config, KubeconfigOptions};
+
+/// The MiniK8s kubelet.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Kubeconfig to reach the API server with (default: KUBECONFIG, ~/.kube/config).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// The API server's address; overrides the kubeconfig's.
+    #[arg(long, env = "MINIK8S_SERVER")]
+    server: Option<String>,
+    /// Bearer token for the API server; overrides the kubeconfig's.
+    #[arg(long, env = "MINIK8S_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The node's name (default: the host name, lowercased).
+    #[arg(long, env = "MINIK8S_NODE_NAME")]
+    node_name: Option<String>,
+    /// Where pod directories (emptyDir volumes) live.
+    #[arg(long, default_value = minik8s_kubelet::config::DEFAULT_ROOT_DIR)]
+    root_dir: PathBuf,
+    /// Address of the log server.
+    #[arg(long, default_value = "0.0.0.0")]
+    address: IpAddr,
+    /// Port of the log server (0: any free port).
+    #[arg(long, default_value_t = minik8s_kubelet::DEFAULT_PORT)]
+    port: u16,
+    /// The pause image (built by deploy/images.sh).
+    #[arg(long, default_value = minik8s_kubelet::DEFAULT_PAUSE_IMAGE)]
+    pause_image: String,
+    /// The node's InternalIP (default: the address of the default route).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// Docker's socket (default: /var/run/docker.sock).
+    #[arg(long, env = "DOCKER_HOST")]
+    docker_socket: Option<String>,
+    /// How often the node's Ready heartbeat is sent.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    heartbeat_interval: Duration,
+    /// How often every pod is reconciled without a reason.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    resync_interval: Duration,
+    /// How long to wait for the API server to assign the node's pod CIDR.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pod_cidr_timeout: Duration,
+    /// First restart delay of a crashing container; doubles up to --backoff-max.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    backoff_base: Duration,
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    backoff_max: Duration,
+    /// Pods this node takes (status.capacity.pods).
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+}
+
+/// `500ms`, `10s`, `5m`, `1h`, or a number of seconds.
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{value:?} is not a duration such as 500ms, 10s or 5m"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "{value:?}: unknown unit {unit:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{value:?}: {e}"))
+}
+
+fn default_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let client = Config::from_kubeconfig(&KubeconfigOptions {
+        path: args.kubeconfig.clone(),
+        server: args.server.clone(),
+        token: args.token.clone(),
+        ..KubeconfigOptions::default()
+    })
+    .context("configuring the API client")?;
+    let node_name = args.node_name.clone().unwrap_or_else(default_node_name);
+    let mut config = KubeletConfig::new(client, node_name);
+    config.root_dir = args.root_dir;
+    config.address = args.address;
+    config.port = args.port;
+    config.pause_image = args.pause_image;
+    config.node_ip = args.node_ip;
+    config.docker_socket = args.docker_socket;
+    config.heartbeat_interval = args.heartbeat_interval;
+    config.resync_interval = args.resync_interval;
+    config.pod_cidr_timeout = args.pod_cidr_timeout;
+    config.backoff_base = args.backoff_base;
+    config.backoff_max = args.backoff_max;
+    config.max_pods = args.max_pods;
+    let shutdown = async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    minik8s_kubelet::run(config, shutdown)
+        .await
+        .context("running the kubelet")
+}

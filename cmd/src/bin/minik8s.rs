@@ -1,0 +1,137 @@
+//! `minik8s up`: a one-node cluster in one process — the API server on the embedded
+//! store, its controllers, and a kubelet for this machine — plus a kubeconfig to reach it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use minik8s_apiserver::{Server, ServerConfig, StoreConfig};
+use minik8s_kubelet::KubeletConfig;
+use minik8s_kubelet::client::{Config, Kubeconfig};
+
+/// MiniK8s: a small, real container orchestrator.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs a one-node cluster here until interrupted.
+    Up(Up),
+}
+
+#[derive(Parser, Debug)]
+struct Up {
+    /// Address of the API server.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Where the store file, the kubelet's pod directories and the kubeconfig live
+    /// (default: ~/.local/share/minik8s).
+    #[arg(long, env = "MINIK8S_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The node's name (default: this machine's host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Write the kubeconfig here. Without it, ~/.kube/config is written only when it does
+    /// not exist yet (or is one this command wrote); a file of your own is left alone.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Port of the kubelet's log server.
+    #[arg(long, default_value_t = minik8s_kubelet::DEFAULT_PORT)]
+    kubelet_port: u16,
+    /// The pause image (built by deploy/images.sh).
+    #[arg(long, default_value = minik8s_kubelet::DEFAULT_PAUSE_IMAGE)]
+    pause_image: String,
+}
+
+const CONTEXT: &str = "minik8s";
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+}
+
+/// True if `path` is free to write: missing, or a kubeconfig that only names our cluster.
+fn ours_or_missing(path: &Path) -> bool {
+    match Kubeconfig::load(path) {
+        Err(_) => !path.exists(),
+        Ok(k) => !k.clusters.is_empty() && k.clusters.iter().all(|c| c.name == CONTEXT),
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_ascii_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node-1".to_string())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Command::Up(up) = Cli::parse().command;
+    let data_dir = up
+        .data_dir
+        .unwrap_or_else(|| home().join(".local/share/minik8s"));
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+
+    let server = Server::start(ServerConfig::new(
+        up.listen,
+        StoreConfig::Embedded {
+            data_dir: data_dir.join("store"),
+        },
+    ))
+    .await
+    .context("starting the API server")?;
+    let url = server.url();
+
+    let kubeconfig = Kubeconfig::for_server(CONTEXT, &url, None);
+    let default = home().join(".kube/config");
+    let path = match up.kubeconfig {
+        Some(p) => p,
+        None if ours_or_missing(&default) => default,
+        None => data_dir.join("kubeconfig"),
+    };
+    kubeconfig
+        .write(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+
+    let node_name = up.node_name.unwrap_or_else(host_name);
+    let mut kubelet = KubeletConfig::new(Config::new(url.parse()?), node_name.clone());
+    kubelet.root_dir = data_dir.join("kubelet");
+    kubelet.port = up.kubelet_port;
+    kubelet.pause_image = up.pause_image;
+
+    println!(
+        "MiniK8s is up: API server at {url}, node {node_name}, data in {}",
+        data_dir.display()
+    );
+    if path == home().join(".kube/config") {
+        println!(
+            "kubeconfig written to {}; try: kubectl get nodes",
+            path.display()
+        );
+    } else {
+        println!(
+            "kubeconfig written to {} (your own ~/.kube/config is left alone); try:\n  export KUBECONFIG={}\n  kubectl get nodes",
+            path.display(),
+            path.display()
+        );
+    }
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let result = minik8s_kubelet::run(kubelet, stop).await;
+    server.shutdown().await;
+    result.context("kubelet")
+}

@@ -1,0 +1,107 @@
+//! What a kubelet is told at start.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The pause image this build of the kubelet expects (built by `deploy/images.sh`).
+pub const DEFAULT_PAUSE_IMAGE: &str = concat!("minik8s/pause:", env!("CARGO_PKG_VERSION"));
+/// The port Kubernetes' kubelet serves on; ours serves container logs there.
+pub const DEFAULT_PORT: u16 = 10250;
+pub const DEFAULT_ROOT_DIR: &str = "/var/lib/minik8s/kubelet";
+/// The version reported in `status.nodeInfo.kubeletVersion`, in the API server's style.
+pub const KUBELET_VERSION: &str = concat!("v1.33.0-minik8s.", env!("CARGO_PKG_VERSION"));
+
+/// How a kubelet runs. [`KubeletConfig::new`] fills in Kubernetes' defaults; every field
+/// may be changed after.
+#[derive(Clone, Debug)]
+pub struct KubeletConfig {
+    /// How to reach the API server.
+    pub client: minik8s_client::Config,
+    /// The `Node` this kubelet registers and whose pods it runs.
+    pub node_name: String,
+    /// Where pod directories (emptyDir volumes) live.
+    pub root_dir: PathBuf,
+    /// Address the log server listens on.
+    pub address: IpAddr,
+    /// Port of the log server; `0` picks a free one (reported in the node's
+    /// `status.daemonEndpoints`).
+    pub port: u16,
+    /// The image of every pod's pause container.
+    pub pause_image: String,
+    /// The address reported as the node's `InternalIP`; found from the routing table when
+    /// `None`.
+    pub node_ip: Option<IpAddr>,
+    /// Docker's socket; Docker's default (`/var/run/docker.sock`) when `None`.
+    pub docker_socket: Option<String>,
+    /// How often the node's status (the `Ready` heartbeat) is sent.
+    pub heartbeat_interval: Duration,
+    /// How often every pod is reconciled even when nothing reported a change.
+    pub resync_interval: Duration,
+    /// How long to wait for the API server to assign `spec.podCIDR` to the node.
+    pub pod_cidr_timeout: Duration,
+    /// The first restart delay of a crashing container (and of a failing image pull); it
+    /// doubles up to `backoff_max`. Kubernetes: 10 s.
+    pub backoff_base: Duration,
+    /// Kubernetes: 5 min. The back-off is forgotten after a container ran for twice this.
+    pub backoff_max: Duration,
+    /// The longest one image pull may take.
+    pub image_pull_timeout: Duration,
+    /// `status.capacity.pods`.
+    pub max_pods: u32,
+}
+
+impl KubeletConfig {
+    pub fn new(client: minik8s_client::Config, node_name: impl Into<String>) -> KubeletConfig {
+        KubeletConfig {
+            client,
+            node_name: node_name.into(),
+            root_dir: PathBuf::from(DEFAULT_ROOT_DIR),
+            address: IpAddr::from([0, 0, 0, 0]),
+            port: DEFAULT_PORT,
+            pause_image: DEFAULT_PAUSE_IMAGE.to_string(),
+            node_ip: None,
+            docker_socket: None,
+            heartbeat_interval: Duration::from_secs(10),
+            resync_interval: Duration::from_secs(10),
+            pod_cidr_timeout: Duration::from_secs(300),
+            backoff_base: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(300),
+            image_pull_timeout: Duration::from_secs(600),
+            max_pods: 110,
+        }
+    }
+
+    /// The Docker bridge network of this node's pods.
+    pub fn network_name(&self) -> String {
+        network_name(&self.node_name)
+    }
+
+    pub(crate) fn validate(&self) -> crate::Result<()> {
+        if self.node_name.is_empty() {
+            return Err(crate::Error::Config("the node name is empty".into()));
+        }
+        if let Some(problem) = minik8s_api::names::is_dns1123_subdomain(&self.node_name).first() {
+            return Err(crate::Error::Config(format!(
+                "node name {:?}: {problem}",
+                self.node_name
+            )));
+        }
+        if self.heartbeat_interval.is_zero() || self.resync_interval.is_zero() {
+            return Err(crate::Error::Config(
+                "the heartbeat and resync intervals must be positive".into(),
+            ));
+        }
+        if self.backoff_base.is_zero() || self.backoff_max < self.backoff_base {
+            return Err(crate::Error::Config(
+                "the back-off base must be positive and not above the maximum".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The Docker bridge network of the pods of `node`.
+pub fn network_name(node: &str) -> String {
+    format!("minik8s-{node}")
+}

@@ -1,0 +1,153 @@
+//! The MiniK8s kubelet: the node agent that runs the pods bound to its node on Docker.
+//!
+//! [`run`] registers the node and keeps it `Ready`, waits for the API server to assign
+//! the node's pod CIDR and makes it a Docker bridge network, serves container logs, and
+//! runs one reconciling worker per pod (see [`pod::worker`]). Everything it knows about
+//! running pods is read back from Docker labels, so a restarted kubelet adopts the
+//! containers of the one before without restarting them.
+//!
+//! The container runtime is behind [`ContainerRuntime`]: [`DockerRuntime`] for real,
+//! [`FakeRuntime`] for tests of the pod worker.
+
+pub mod backoff;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod labels;
+pub mod logs;
+pub mod manager;
+pub mod node;
+pub mod pod;
+pub mod runtime;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The API client the kubelet is configured with.
+pub use minik8s_client as client;
+
+pub use config::{DEFAULT_PAUSE_IMAGE, DEFAULT_PORT, KubeletConfig, network_name};
+pub use error::{Error, Result};
+pub use runtime::{ContainerRuntime, DockerRuntime, FakeRuntime};
+
+use crate::events::Recorder;
+use crate::manager::Manager;
+use crate::node::{NodeAgent, NodeFacts};
+use crate::pod::{ClientPodApi, WorkerEnv};
+use crate::runtime::NetworkConfig;
+
+/// Runs a kubelet on Docker until `shutdown` completes. Pods keep running after it
+/// returns; the next kubelet of the node adopts them.
+pub async fn run(config: KubeletConfig, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+    config.validate()?;
+    let runtime = DockerRuntime::connect(config.docker_socket.as_deref()).await?;
+    run_with_runtime(config, Arc::new(runtime), shutdown).await
+}
+
+/// [`run`] on any container runtime.
+pub async fn run_with_runtime(
+    config: KubeletConfig,
+    runtime: Arc<dyn ContainerRuntime>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    config.validate()?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    let client = minik8s_client::Client::new(config.client.clone())?;
+    let version = runtime.version().await?;
+    std::fs::create_dir_all(&config.root_dir).map_err(|source| Error::Io {
+        path: config.root_dir.clone(),
+        source,
+    })?;
+
+    // The log server's port goes into the node's status, so it listens first.
+    let addr = SocketAddr::new(config.address, config.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Listen { addr, source })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| Error::Listen { addr, source })?
+        .port();
+    let facts = NodeFacts::gather(&config, version.uri(), port);
+    let host_ip = facts.internal_ip;
+    tracing::info!(node = %config.node_name, ip = %host_ip, %port, runtime = %version.uri(),
+        "kubelet starting");
+    let agent = Arc::new(NodeAgent::new(client.clone(), facts));
+
+    // Register, retrying while the API server cannot be reached.
+    let mut delay = std::time::Duration::from_millis(200);
+    let node = loop {
+        tokio::select! {
+            result = agent.register() => match result {
+                Ok(node) => break node,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?delay, "registering the node");
+                }
+            },
+            _ = &mut shutdown => return Ok(()),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = &mut shutdown => return Ok(()),
+        }
+        delay = (delay * 2).min(std::time::Duration::from_secs(10));
+    };
+    let heartbeat = {
+        let agent = agent.clone();
+        let interval = config.heartbeat_interval;
+        tokio::spawn(async move { agent.heartbeat_loop(node, interval).await })
+    };
+    let _stop_heartbeat = AbortOnDrop(heartbeat);
+
+    let cidr = tokio::select! {
+        cidr = agent.wait_for_pod_cidr(config.pod_cidr_timeout) => cidr?,
+        _ = &mut shutdown => return Ok(()),
+    };
+    let network = NetworkConfig {
+        name: config.network_name(),
+        subnet: cidr,
+        gateway: node::gateway(&cidr),
+        labels: BTreeMap::from([(labels::NODE.to_string(), config.node_name.clone())]),
+    };
+    runtime.ensure_network(&network).await?;
+    tracing::info!(node = %config.node_name, network = %network.name, subnet = %cidr,
+        "pod network ready");
+
+    let server = {
+        let router = logs::router(runtime.clone(), &config.node_name);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "the log server stopped");
+            }
+        })
+    };
+    let _stop_server = AbortOnDrop(server);
+
+    let (recorder, _events) = Recorder::start(client.clone(), &config.node_name);
+    let api = Arc::new(ClientPodApi {
+        client: client.clone(),
+    });
+    let env = Arc::new(WorkerEnv::new(
+        &config,
+        runtime,
+        api,
+        recorder,
+        Some(host_ip),
+    ));
+    Manager::new(env, config.resync_interval)
+        .run(client, shutdown)
+        .await;
+    tracing::info!(node = %config.node_name, "kubelet stopped");
+    Ok(())
+}
+
+/// Aborts a background task when dropped, so that no task outlives `run`.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,11 @@
+//! Pods: turning a pod's spec into containers (`spec`), running and watching them (the
+//! `worker`, with its `probe`s), and reporting on them (`status`).
+
+pub mod api;
+pub mod probe;
+pub mod spec;
+pub mod status;
+pub mod worker;
+
+pub use api::{ClientPodApi, PodApi};
+pub use worker::{Next, PodWorker, WorkerEnv};

@@ -1,0 +1,569 @@
+//! A node for end-to-end tests on real Docker: an in-process API server (with its
+//! scheduler and pod CIDR allocator) and a kubelet, in-process or as a child process.
+//!
+//! Tests run in parallel, in several processes, on one Docker, which refuses bridge
+//! networks with overlapping subnets: each node gets a cluster CIDR `10.X.0.0/16` of its
+//! own, claimed with a file that names the claiming process. Everything a node created in
+//! Docker (containers labelled with its name, its network) is removed when it is dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use minik8s_api::k8s_openapi::api::core::v1::Pod;
+use minik8s_apiserver::controllers::ControllerConfig;
+use minik8s_client::{Api, Client, Config, ListParams, LogParams};
+use minik8s_kubelet::KubeletConfig;
+use minik8s_kubelet::labels;
+use minik8s_kubelet::runtime::{ContainerInfo, ContainerRuntime, DockerRuntime};
+use serde_json::{Value, json};
+
+use crate::apiserver::{Backend, TestApiServer};
+
+/// The test image built by `deploy/images.sh`.
+pub const BUSYBOX: &str = "minik8s/busybox:latest";
+
+/// The repository's root (this crate lives in `tests/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate is inside the repository")
+        .to_path_buf()
+}
+
+/// Builds the pause and test images once per process (the script itself skips what
+/// exists and locks against other processes).
+pub fn ensure_images() -> anyhow::Result<()> {
+    static DONE: Mutex<bool> = Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if *done {
+        return Ok(());
+    }
+    sweep_dead_test_nodes();
+    let output = Command::new(repo_root().join("deploy/images.sh"))
+        .output()
+        .context("running deploy/images.sh")?;
+    if !output.status.success() {
+        bail!(
+            "deploy/images.sh failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    *done = true;
+    Ok(())
+}
+
+fn docker(args: &[&str]) -> Option<String> {
+    let out = Command::new("docker")
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The second octets X of the 10.X.0.0/16 ranges Docker networks already use.
+fn octets_in_use() -> Vec<u8> {
+    let ids = docker(&["network", "ls", "-q"]).unwrap_or_default();
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let mut args = vec![
+        "network",
+        "inspect",
+        "--format",
+        "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+    ];
+    args.extend(ids);
+    docker(&args)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|subnet| {
+            let mut parts = subnet.split('.');
+            (parts.next() == Some("10"))
+                .then(|| parts.next()?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// A cluster CIDR `10.X.0.0/16` no other test process uses.
+pub struct CidrClaim {
+    pub octet: u8,
+    path: PathBuf,
+}
+
+impl CidrClaim {
+    pub fn acquire() -> anyhow::Result<CidrClaim> {
+        let dir = std::env::temp_dir().join("minik8s-test-cidrs");
+        std::fs::create_dir_all(&dir)?;
+        let used = octets_in_use();
+        for octet in 100u8..250 {
+            if used.contains(&octet) {
+                continue;
+            }
+            let path = dir.join(octet.to_string());
+            // A claim of a process that is gone is stale.
+            if let Ok(pid) = std::fs::read_to_string(&path)
+                && !Path::new("/proc").join(pid.trim()).exists()
+            {
+                let _ = std::fs::remove_file(&path);
+            }
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    use std::io::Write;
+                    write!(file, "{}", std::process::id())?;
+                    return Ok(CidrClaim { octet, path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        bail!("no free 10.X.0.0/16 range for a test cluster")
+    }
+
+    pub fn cluster_cidr(&self) -> String {
+        format!("10.{}.0.0/16", self.octet)
+    }
+}
+
+impl Drop for CidrClaim {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Removes what a node left in Docker: its containers and its network.
+pub fn remove_docker_leftovers(node: &str) {
+    let filter = format!("label={}={node}", labels::NODE);
+    if let Some(ids) = docker(&["ps", "-aq", "--filter", &filter]) {
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(ids);
+            let _ = docker(&args);
+        }
+    }
+    let _ = docker(&["network", "rm", &minik8s_kubelet::network_name(node)]);
+}
+
+/// Removes what test nodes of processes that are gone (killed before their guards ran)
+/// left in Docker. Test node names are `kl-{pid}-{n}`.
+pub fn sweep_dead_test_nodes() {
+    let format = format!("{{{{.Label \"{}\"}}}}", labels::NODE);
+    let from_containers = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label={}", labels::NODE),
+        "--format",
+        &format,
+    ])
+    .unwrap_or_default();
+    let from_networks = docker(&[
+        "network",
+        "ls",
+        "--filter",
+        "name=minik8s-kl-",
+        "--format",
+        "{{.Name}}",
+    ])
+    .unwrap_or_default();
+    let nodes: std::collections::BTreeSet<String> = from_containers
+        .lines()
+        .map(str::to_string)
+        .chain(
+            from_networks
+                .lines()
+                .filter_map(|n| n.strip_prefix("minik8s-").map(str::to_string)),
+        )
+        .collect();
+    for node in nodes {
+        let Some(pid) = node
+            .strip_prefix("kl-")
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            remove_docker_leftovers(&node);
+        }
+    }
+}
+
+enum Running {
+    InProcess {
+        stop: tokio::sync::oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<minik8s_kubelet::Result<()>>,
+    },
+    Process(Child),
+}
+
+/// An API server and one kubelet node on Docker.
+pub struct TestNode {
+    pub api: TestApiServer,
+    pub client: Client,
+    pub node: String,
+    pub root: tempfile::TempDir,
+    pub docker: DockerRuntime,
+    kubelet: Option<Running>,
+    _claim: CidrClaim,
+}
+
+static NODES: AtomicUsize = AtomicUsize::new(0);
+
+impl TestNode {
+    /// Starts the API server, and a kubelet in this process.
+    pub async fn start() -> anyhow::Result<TestNode> {
+        let mut node = TestNode::without_kubelet().await?;
+        node.start_kubelet()?;
+        Ok(node)
+    }
+
+    /// Starts the API server only; start a kubelet with [`TestNode::start_kubelet`] or
+    /// [`TestNode::start_kubelet_process`].
+    pub async fn without_kubelet() -> anyhow::Result<TestNode> {
+        ensure_images()?;
+        let docker = DockerRuntime::connect(None).await.context(
+            "connecting to Docker (is dockerd running? deploy/install-deps.sh starts it)",
+        )?;
+        let claim = CidrClaim::acquire()?;
+        let cidr = claim.cluster_cidr().parse()?;
+        let api = TestApiServer::start_with(Backend::Embedded, None, |c| {
+            let mut controllers = c
+                .controllers
+                .clone()
+                .unwrap_or_else(ControllerConfig::default);
+            controllers.cluster_cidr = cidr;
+            c.controllers = Some(controllers);
+        })
+        .await?;
+        let client = Client::new(Config::new(api.url.parse()?))?;
+        let node = format!(
+            "kl-{}-{}",
+            std::process::id(),
+            NODES.fetch_add(1, Ordering::SeqCst)
+        );
+        remove_docker_leftovers(&node);
+        Ok(TestNode {
+            api,
+            client,
+            node,
+            root: tempfile::tempdir()?,
+            docker,
+            kubelet: None,
+            _claim: claim,
+        })
+    }
+
+    /// The kubelet settings of tests: short intervals, a 1 s back-off base, a free port.
+    pub fn config(&self) -> anyhow::Result<KubeletConfig> {
+        let mut config = KubeletConfig::new(Config::new(self.api.url.parse()?), &self.node);
+        config.root_dir = self.root.path().join("kubelet");
+        config.port = 0;
+        config.heartbeat_interval = Duration::from_secs(2);
+        config.resync_interval = Duration::from_secs(2);
+        config.backoff_base = Duration::from_secs(1);
+        config.backoff_max = Duration::from_secs(10);
+        config.pod_cidr_timeout = Duration::from_secs(60);
+        config.image_pull_timeout = Duration::from_secs(30);
+        Ok(config)
+    }
+
+    pub fn start_kubelet(&mut self) -> anyhow::Result<()> {
+        self.stop_kubelet();
+        let config = self.config()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(minik8s_kubelet::run(config, async move {
+            let _ = stopped.await;
+        }));
+        self.kubelet = Some(Running::InProcess { stop, task });
+        Ok(())
+    }
+
+    /// Runs the kubelet binary as a child process with the test settings.
+    pub fn start_kubelet_process(&mut self) -> anyhow::Result<()> {
+        self.stop_kubelet();
+        let config = self.config()?;
+        let binary = kubelet_binary()?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.path().join("kubelet.log"))?;
+        let child = Command::new(binary)
+            .args(["--server", &self.api.url, "--node-name", &self.node])
+            .arg("--root-dir")
+            .arg(&config.root_dir)
+            .args(["--port", "0", "--heartbeat-interval", "2s"])
+            .args(["--resync-interval", "2s", "--backoff-base", "1s"])
+            .args(["--backoff-max", "10s", "--pod-cidr-timeout", "60s"])
+            .env_remove("KUBECONFIG")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting the kubelet binary")?;
+        self.kubelet = Some(Running::Process(child));
+        Ok(())
+    }
+
+    /// What the kubelet child process logged.
+    pub fn process_log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("kubelet.log")).unwrap_or_default()
+    }
+
+    /// Kills the kubelet child process with SIGKILL: nothing of it gets to clean up.
+    pub fn kill_kubelet_process(&mut self) -> anyhow::Result<()> {
+        match self.kubelet.take() {
+            Some(Running::Process(mut child)) => {
+                child.kill()?;
+                child.wait()?;
+                Ok(())
+            }
+            other => {
+                self.kubelet = other;
+                bail!("the kubelet is not a child process")
+            }
+        }
+    }
+
+    /// Stops the kubelet, leaving its containers running.
+    pub fn stop_kubelet(&mut self) {
+        match self.kubelet.take() {
+            Some(Running::InProcess { stop, task }) => {
+                let _ = stop.send(());
+                task.abort();
+            }
+            Some(Running::Process(mut child)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            None => {}
+        }
+    }
+
+    /// X of this node's cluster CIDR 10.X.0.0/16.
+    pub fn node_octet(&self) -> u8 {
+        self._claim.octet
+    }
+
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    /// Creates a pod in `default`, bound to this node.
+    pub async fn create_pod(&self, mut pod: Value) -> anyhow::Result<Pod> {
+        pod["apiVersion"] = json!("v1");
+        pod["kind"] = json!("Pod");
+        pod["spec"]["nodeName"] = json!(self.node);
+        let pod: Pod = serde_json::from_value(pod)?;
+        Ok(self.pods().create(&pod).await?)
+    }
+
+    /// Waits until the pod satisfies `check`; the error shows the pod as last seen.
+    pub async fn wait_pod(
+        &self,
+        name: &str,
+        what: &str,
+        deadline: Duration,
+        check: impl Fn(&Pod) -> bool,
+    ) -> anyhow::Result<Pod> {
+        let api = self.pods();
+        let end = tokio::time::Instant::now() + deadline;
+        let mut last = None;
+        loop {
+            if let Ok(Some(pod)) = api.get_opt(name).await {
+                if check(&pod) {
+                    return Ok(pod);
+                }
+                last = Some(pod);
+            }
+            if tokio::time::Instant::now() >= end {
+                bail!(
+                    "timed out after {deadline:?} waiting for pod {name} to be {what}; last seen: {}",
+                    serde_json::to_string_pretty(&last.map(|p| p.status)).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits for the pod to run with every container ready.
+    pub async fn wait_ready(&self, name: &str) -> anyhow::Result<Pod> {
+        self.wait_pod(name, "ready", Duration::from_secs(60), |p| {
+            condition(p, "Ready") == Some("True")
+        })
+        .await
+    }
+
+    /// Waits until the pod object is gone.
+    pub async fn wait_gone(&self, name: &str, deadline: Duration) -> anyhow::Result<()> {
+        let api = self.pods();
+        crate::wait_for(&format!("pod {name} to be gone"), deadline, || async {
+            matches!(api.get_opt(name).await, Ok(None)).then_some(())
+        })
+        .await
+    }
+
+    /// The pod's log, through the API server (which asks this kubelet).
+    pub async fn logs(&self, name: &str, container: &str) -> anyhow::Result<String> {
+        let params = LogParams {
+            container: Some(container.to_string()),
+            ..LogParams::default()
+        };
+        Ok(self.pods().logs(name, &params).await?)
+    }
+
+    /// Waits until the container's log contains `text`.
+    pub async fn wait_log(
+        &self,
+        name: &str,
+        container: &str,
+        text: &str,
+    ) -> anyhow::Result<String> {
+        let end = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = self.logs(name, container).await.unwrap_or_default();
+            if log.contains(text) {
+                return Ok(log);
+            }
+            if tokio::time::Instant::now() >= end {
+                bail!("the log of {name}/{container} never showed {text:?}; it is:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// This node's containers in Docker, of one pod or all.
+    pub async fn containers(&self, pod_uid: Option<&str>) -> anyhow::Result<Vec<ContainerInfo>> {
+        let selector = match pod_uid {
+            Some(uid) => labels::pod_selector(&self.node, uid),
+            None => labels::node_selector(&self.node),
+        };
+        Ok(self.docker.list_containers(&selector).await?)
+    }
+
+    /// Events about a pod, oldest first, as `reason: message`.
+    pub async fn events(&self, pod: &str) -> anyhow::Result<Vec<String>> {
+        let api: Api<minik8s_api::k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.client.clone(), "default");
+        let list = api
+            .list(&ListParams::default().fields(&format!("involvedObject.name={pod}")))
+            .await?;
+        let mut events = list.items;
+        events.sort_by(|a, b| a.first_timestamp.cmp(&b.first_timestamp));
+        Ok(events
+            .into_iter()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.reason.unwrap_or_default(),
+                    e.message.unwrap_or_default()
+                )
+            })
+            .collect())
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.stop_kubelet();
+        remove_docker_leftovers(&self.node);
+    }
+}
+
+/// A pod condition's status.
+pub fn condition<'a>(pod: &'a Pod, kind: &str) -> Option<&'a str> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == kind)
+        .map(|c| c.status.as_str())
+}
+
+pub fn phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
+}
+
+/// The status of one container (app or init).
+pub fn container_status<'a>(
+    pod: &'a Pod,
+    name: &str,
+) -> Option<&'a minik8s_api::k8s_openapi::api::core::v1::ContainerStatus> {
+    let s = pod.status.as_ref()?;
+    s.container_statuses
+        .iter()
+        .flatten()
+        .chain(s.init_container_statuses.iter().flatten())
+        .find(|c| c.name == name)
+}
+
+pub fn restart_count(pod: &Pod, name: &str) -> i32 {
+    container_status(pod, name).map_or(0, |c| c.restart_count)
+}
+
+pub fn waiting_reason<'a>(pod: &'a Pod, name: &str) -> Option<&'a str> {
+    container_status(pod, name)?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .as_deref()
+}
+
+/// Builds the `kubelet` binary (once per process) next to the running test's, and
+/// returns its path.
+pub fn kubelet_binary() -> anyhow::Result<PathBuf> {
+    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.as_ref() {
+        return Ok(path.clone());
+    }
+    // .../target/{profile}/deps/{test binary}
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("locating the target directory")?;
+    let target_dir = profile_dir
+        .parent()
+        .context("locating the target directory")?;
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(repo_root())
+        .args(["build", "--quiet", "-p", "minik8s-cmd", "--bin", "kubelet"])
+        .env("CARGO_TARGET_DIR", target_dir);
+    if profile == "release" {
+        command.arg("--release");
+    }
+    let status = command.status().context("building the kubelet binary")?;
+    if !status.success() {
+        bail!("building the kubelet binary failed");
+    }
+    let path = profile_dir.join("kubelet");
+    *built = Some(path.clone());
+    Ok(path)
+}
