@@ -30,15 +30,16 @@ have() { docker image inspect "$1" >/dev/null 2>&1; }
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
+host="$(rustc -vV | sed -n 's/^host: //p')"
 if [ "$force" = 1 ] || ! have "$pause_image"; then
   echo "building $pause_image" >&2
   # `--target` keeps RUSTFLAGS away from build scripts, which cannot link statically.
   RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_DEBUG=false \
     CARGO_PROFILE_RELEASE_STRIP=true \
     cargo build --quiet --release -p minik8s-pause \
-      --target x86_64-unknown-linux-gnu --target-dir "$root/target/static"
+      --target "$host" --target-dir "$root/target/static"
   mkdir -p "$work/pause"
-  cp "$root/target/static/x86_64-unknown-linux-gnu/release/pause" "$work/pause/pause"
+  cp "$root/target/static/$host/release/pause" "$work/pause/pause"
   tar -C "$work/pause" -c . |
     docker import --change 'ENTRYPOINT ["/pause"]' - "$pause_image" >/dev/null
 fi
