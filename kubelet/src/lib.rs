@@ -13,6 +13,7 @@ pub mod backoff;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod hosts;
 pub mod labels;
 pub mod logs;
 pub mod manager;
@@ -135,10 +136,13 @@ pub async fn run_with_runtime(
         api,
         recorder,
         Some(host_ip),
+        Some(client.clone()),
     ));
+    let hosts = env.hosts.clone();
     Manager::new(env, config.resync_interval)
         .run(client, shutdown)
         .await;
+    hosts.stop();
     tracing::info!(node = %config.node_name, "kubelet stopped");
     Ok(())
 }

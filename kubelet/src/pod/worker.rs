@@ -21,6 +21,7 @@ use super::spec::{self, spec};
 use super::status::{self, Effective, Observed as ContainerView, Snapshot, is_terminal};
 use crate::backoff::{Backoff, go_duration};
 use crate::events::{NORMAL, Recorder, WARNING, pod_reference};
+use crate::hosts::Hosts;
 use crate::labels::{self, ContainerKey, Role};
 use crate::runtime::{ContainerInfo, ContainerRuntime, ContainerState, RuntimeError};
 use crate::{KubeletConfig, Result};
@@ -43,6 +44,8 @@ pub struct WorkerEnv {
     pub backoff_base: Duration,
     pub backoff_max: Duration,
     pub image_pull_timeout: Duration,
+    /// The pods' hosts files.
+    pub hosts: Arc<Hosts>,
 }
 
 impl WorkerEnv {
@@ -52,7 +55,15 @@ impl WorkerEnv {
         api: Arc<dyn PodApi>,
         recorder: Recorder,
         host_ip: Option<IpAddr>,
+        client: Option<minik8s_client::Client>,
     ) -> WorkerEnv {
+        let hosts = Hosts::new(
+            client,
+            runtime.clone(),
+            recorder.clone(),
+            &config.node_name,
+            &config.root_dir,
+        );
         WorkerEnv {
             runtime,
             api,
@@ -65,6 +76,7 @@ impl WorkerEnv {
             backoff_base: config.backoff_base,
             backoff_max: config.backoff_max,
             image_pull_timeout: config.image_pull_timeout,
+            hosts,
         }
     }
 }
@@ -227,6 +239,7 @@ pub async fn cleanup_pod(env: &WorkerEnv, uid: &str, grace: Option<Duration>) ->
             .find_map(|c| c.labels.get(labels::POD_GRACE_PERIOD)?.parse().ok())
             .map_or(seconds(DEFAULT_GRACE_SECONDS), seconds)
     });
+    env.hosts.forget(uid);
     stop_containers(env, &containers, grace).await;
     for c in &containers {
         env.runtime.remove_container(&c.id).await?;
@@ -355,7 +368,10 @@ impl PodWorker {
             // Nothing will run in this pod again: free its address. The stopped
             // containers stay for their logs until the pod is deleted.
             self.prober.stop_all();
+            self.env.hosts.forget(&self.uid);
             stop_containers(&self.env, &observed.all, Duration::ZERO).await;
+        } else {
+            self.env.hosts.poke_hook(&self.uid);
         }
         self.send_status(&pod, status).await;
         self.prune(&observed).await;
@@ -388,6 +404,7 @@ impl PodWorker {
     /// state, remove the containers, then remove the pod object.
     async fn terminate(&mut self, pod: &Pod) -> Result<()> {
         self.prober.stop_all();
+        self.env.hosts.forget(&self.uid);
         let observed = self.observe().await?;
         for c in observed.running() {
             if let Some(key) =
@@ -568,6 +585,22 @@ impl PodWorker {
             refreshed = self.observe().await?;
             &refreshed
         };
+        // The hosts file exists, with the pod's own address, before any container
+        // that mounts it.
+        let own_ip = pod_ip(&self.env, pod, &sandbox);
+        let hosts = match self.env.hosts.prepare(pod, own_ip).await {
+            Ok(hosts) => hosts,
+            Err(e) => {
+                self.event(
+                    pod_reference(pod, None),
+                    WARNING,
+                    "FailedMount",
+                    &format!("writing the hosts file: {e}"),
+                );
+                pass.wake_in(self.env.backoff_base);
+                return Ok(());
+            }
+        };
         let volumes = match spec::prepare_volumes(pod, &self.env.root_dir) {
             Ok(volumes) => volumes,
             Err(e) => {
@@ -584,6 +617,7 @@ impl PodWorker {
         let ctx = StartContext {
             sandbox: &sandbox,
             volumes: &volumes,
+            hosts: hosts.as_deref(),
         };
 
         // Init containers, in order, each to completion. Runs from before the current

@@ -3,7 +3,7 @@
 //! fails, as the reason the container waits.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -14,12 +14,17 @@ use crate::backoff::go_duration;
 use crate::events::{NORMAL, WARNING, pod_reference};
 use crate::labels::{self, ContainerKey, Role};
 use crate::pod::spec::{self, Downward, spec};
-use crate::runtime::{ContainerConfig, ContainerInfo, NetworkMode, RuntimeError, SharedNamespace};
+use crate::runtime::{
+    BindMount, ContainerConfig, ContainerInfo, NetworkMode, RuntimeError, SharedNamespace,
+};
 
 /// What starting an app or init container needs from the pass.
 pub(super) struct StartContext<'a> {
     pub sandbox: &'a ContainerInfo,
     pub volumes: &'a HashMap<String, PathBuf>,
+    /// The pod's hosts file, mounted at `/etc/hosts` unless the container mounts
+    /// something there itself.
+    pub hosts: Option<&'a Path>,
 }
 
 impl PodWorker {
@@ -244,6 +249,18 @@ impl PodWorker {
             config.pid = SharedNamespace::Container(sandbox);
         }
         config.mounts = spec::mounts(c, ctx.volumes)?;
+        if let Some(hosts) = ctx.hosts
+            && !config
+                .mounts
+                .iter()
+                .any(|m| m.target.trim_end_matches('/') == crate::hosts::MOUNT_PATH)
+        {
+            config.mounts.push(BindMount {
+                source: hosts.to_path_buf(),
+                target: crate::hosts::MOUNT_PATH.into(),
+                read_only: false,
+            });
+        }
         config.resources = spec::resources(c)?;
         config.user = spec::user(pod, c);
         config.privileged = spec::privileged(c);

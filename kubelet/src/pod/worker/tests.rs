@@ -83,7 +83,15 @@ impl Harness {
     fn with_runtime(pod: Pod, fake: FakeRuntime) -> Harness {
         let root = tempfile::tempdir().unwrap();
         let api = Arc::new(FakeApi::default());
+        let hosts = crate::hosts::Hosts::new(
+            None,
+            Arc::new(fake.clone()),
+            Recorder::discard("node-1"),
+            "node-1",
+            root.path(),
+        );
         let env = Arc::new(WorkerEnv {
+            hosts,
             runtime: Arc::new(fake.clone()),
             api: api.clone(),
             recorder: Recorder::discard("node-1"),
