@@ -237,10 +237,17 @@ async fn scheduler_binds_respects_selectors_and_room() {
     let (_, p) = api.get("/api/v1/namespaces/default/pods/nowhere").await;
     assert_eq!(p["spec"]["nodeName"], Value::Null);
 
-    let (_, evs) = api
-        .get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dssd")
-        .await;
-    let ev = &evs["items"][0];
+    // The event is recorded just after the binding: wait for it.
+    let ev = wait_for("the Scheduled event", T, || async {
+        let (_, evs) = api
+            .get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dssd")
+            .await;
+        evs["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|e| e["reason"] == "Scheduled").cloned())
+    })
+    .await
+    .unwrap();
     assert_eq!(ev["reason"], "Scheduled");
     assert_eq!(ev["message"], "Successfully assigned default/ssd to big");
     assert_eq!(ev["source"]["component"], "default-scheduler");
