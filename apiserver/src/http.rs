@@ -562,8 +562,16 @@ async fn pod_log(
         ApiError::Unavailable(format!("the kubelet on {node_name} is not reachable: {e}"))
     })?;
     if !resp.status().is_success() {
+        let code = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        return Err(ApiError::BadRequest(text.trim().to_string()));
+        let text = text.trim();
+        return Err(ApiError::BadRequest(if text.is_empty() {
+            format!(
+                "the kubelet on {node_name} answered {code} for the logs of container {container} of pod {name}"
+            )
+        } else {
+            text.to_string()
+        }));
     }
     let mut out = Response::new(Body::from_stream(resp.bytes_stream()));
     out.headers_mut().insert(

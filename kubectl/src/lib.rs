@@ -1,0 +1,232 @@
+//! The MiniK8s `kubectl`: the verbs people use every day, with the flags, columns and
+//! messages of the real kubectl, as a library. [`run`] takes the arguments and the three
+//! standard streams, so the binary is a few lines and tests run every verb in-process.
+//!
+//! One module per verb; `table`, `yaml`, `output` and `describe` hold the printers.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser, Subcommand};
+
+pub mod api_resources;
+pub mod apply;
+pub mod completion;
+pub mod create;
+pub mod delete;
+pub mod describe;
+pub mod error;
+pub mod get;
+pub mod logs;
+pub mod manifests;
+pub mod output;
+pub mod quantity;
+pub mod resources;
+pub mod session;
+pub mod table;
+pub mod tabwriter;
+pub mod version;
+pub mod yaml;
+
+pub use error::{Error, Result};
+pub use session::{ConnectionFlags, Io, Session};
+
+/// kubectl controls the MiniK8s cluster.
+#[derive(Parser, Debug)]
+#[command(
+    name = "kubectl",
+    about = "kubectl controls the MiniK8s cluster.",
+    long_about = "kubectl controls the MiniK8s cluster: the Kubernetes core/v1 API served by the MiniK8s API server.",
+    disable_version_flag = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub connection: ConnectionFlags,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a resource from a file or from stdin.
+    Create(create::CreateArgs),
+    /// Apply a configuration to a resource by file name or stdin.
+    Apply(apply::ApplyArgs),
+    /// Display one or many resources.
+    Get(get::GetArgs),
+    /// Show details of a specific resource or group of resources.
+    Describe(describe::DescribeArgs),
+    /// Delete resources by file names, stdin, resources and names, or by label selector.
+    Delete(delete::DeleteArgs),
+    /// Print the logs for a container in a pod.
+    Logs(logs::LogsArgs),
+    /// Execute a command in a container (not supported yet).
+    #[command(hide = true)]
+    Exec(ExecArgs),
+    /// Print the client and server version information.
+    Version(version::VersionArgs),
+    /// Print the supported API resources on the server.
+    ApiResources(api_resources::ApiResourcesArgs),
+    /// Output shell completion code for the specified shell (bash, zsh or fish).
+    Completion(completion::CompletionArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExecArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub rest: Vec<String>,
+}
+
+/// Runs kubectl with `args` (the program name first, as in `std::env::args_os`) and
+/// returns the exit code: 0, or 1 after printing what went wrong to `stderr`.
+pub async fn run(
+    args: Vec<OsString>,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return report_usage(e, stdout, stderr),
+    };
+    let mut io = Io {
+        stdin,
+        out: stdout,
+        err: stderr,
+    };
+    let mut session = Session::new(cli.connection);
+    let result = dispatch(cli.command, &mut session, &mut io).await;
+    let flushed = io.out.flush();
+    match result.and(flushed.map_err(Error::from)) {
+        Ok(()) => 0,
+        // The reader went away (`kubectl get pods | head`): nothing to tell it.
+        Err(Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => 1,
+        Err(e) => {
+            let _ = io.err.write_all(e.render().as_bytes());
+            let _ = io.err.flush();
+            1
+        }
+    }
+}
+
+async fn dispatch(command: Command, session: &mut Session, io: &mut Io<'_>) -> Result<()> {
+    match command {
+        Command::Create(args) => create::run(args, session, io).await,
+        Command::Apply(args) => apply::run(args, session, io).await,
+        Command::Get(args) => get::run(args, session, io).await,
+        Command::Describe(args) => describe::run(args, session, io).await,
+        Command::Delete(args) => delete::run(args, session, io).await,
+        Command::Logs(args) => logs::run(args, session, io).await,
+        Command::Exec(_) => Err(Error::msg(
+            "exec is not supported by this kubectl yet: it needs the kubelet to run commands in containers",
+        )),
+        Command::Version(args) => version::run(args, session, io).await,
+        Command::ApiResources(args) => api_resources::run(args, session, io).await,
+        Command::Completion(args) => completion::run(args, io),
+    }
+}
+
+/// The clap command tree, for completion scripts.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// Prints help (exit 0) or a usage error in kubectl's words (exit 1).
+fn report_usage(e: clap::Error, stdout: &mut dyn Write, stderr: &mut dyn Write) -> i32 {
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = write!(stdout, "{}", e.render());
+            let _ = stdout.flush();
+            0
+        }
+        kind => {
+            let context = |k: ContextKind| match e.get(k) {
+                Some(ContextValue::String(s)) => Some(s.clone()),
+                _ => None,
+            };
+            let message = match (kind, context(ContextKind::InvalidArg)) {
+                (ErrorKind::UnknownArgument, Some(arg)) => {
+                    let flag = arg.split('=').next().unwrap_or(&arg).to_string();
+                    format!("error: unknown flag: {flag}\nSee 'kubectl --help' for usage.\n")
+                }
+                (ErrorKind::InvalidSubcommand, _)
+                    if context(ContextKind::InvalidSubcommand).is_some() =>
+                {
+                    let cmd = context(ContextKind::InvalidSubcommand).unwrap_or_default();
+                    format!(
+                        "error: unknown command {cmd:?} for \"kubectl\"\n\nRun 'kubectl --help' for usage.\n"
+                    )
+                }
+                _ => {
+                    // clap's message, without its usage block.
+                    let text = e.render().to_string();
+                    let first = text.lines().next().unwrap_or("error: invalid arguments");
+                    format!("{first}\nSee 'kubectl --help' for usage.\n")
+                }
+            };
+            let _ = stderr.write_all(message.as_bytes());
+            let _ = stderr.flush();
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn kubectl(args: &[&str]) -> (i32, String, String) {
+        let mut argv: Vec<OsString> = vec!["kubectl".into()];
+        argv.extend(args.iter().map(OsString::from));
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(argv, &mut std::io::empty(), &mut out, &mut err).await;
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[tokio::test]
+    async fn unknown_flags_and_commands_read_like_kubectl() {
+        let (code, _, err) = kubectl(&["get", "pods", "--bogus"]).await;
+        assert_eq!(code, 1);
+        assert_eq!(
+            err,
+            "error: unknown flag: --bogus\nSee 'kubectl --help' for usage.\n"
+        );
+        let (code, _, err) = kubectl(&["frobnicate"]).await;
+        assert_eq!(code, 1);
+        assert!(
+            err.starts_with("error: unknown command \"frobnicate\" for \"kubectl\""),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn help_goes_to_stdout() {
+        let (code, out, _) = kubectl(&["--help"]).await;
+        assert_eq!(code, 0);
+        assert!(out.contains("Usage: kubectl"), "{out}");
+        let (code, out, _) = kubectl(&[]).await;
+        assert_eq!(code, 0);
+        assert!(out.contains("Commands:"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn exec_says_it_is_not_supported() {
+        let (code, _, err) = kubectl(&["exec", "web", "--", "ls"]).await;
+        assert_eq!(code, 1);
+        assert!(err.starts_with("error: exec is not supported"), "{err}");
+    }
+}
