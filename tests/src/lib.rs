@@ -2,6 +2,7 @@
 //! when the guard is dropped.
 
 pub mod apiserver;
+pub mod bench;
 pub mod etcd;
 pub mod kubelet;
 

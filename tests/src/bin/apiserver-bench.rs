@@ -13,12 +13,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Parser;
 use futures::StreamExt;
 use minik8s_storage::Store;
 use minik8s_storage::embedded::EmbeddedStore;
 use minik8s_storage::etcd::EtcdStore;
+use minik8s_tests::bench::{free_port, percentile_ms, sibling_binary};
 use minik8s_tests::etcd::EtcdProcess;
 use serde_json::{Value, json};
 
@@ -44,13 +45,7 @@ struct Samples {
 
 impl Samples {
     fn pct(&self, p: f64) -> f64 {
-        let mut v = self.lat.clone();
-        v.sort();
-        if v.is_empty() {
-            return 0.0;
-        }
-        let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
-        v[i].as_secs_f64() * 1000.0
+        percentile_ms(&self.lat, p)
     }
     fn rate(&self) -> f64 {
         self.lat.len() as f64 / self.elapsed.as_secs_f64()
@@ -77,19 +72,8 @@ struct ApiProcess {
 
 impl ApiProcess {
     fn start(datastore: Option<&str>) -> anyhow::Result<ApiProcess> {
-        let bin = std::env::current_exe()?
-            .parent()
-            .context("bench binary directory")?
-            .join("apiserver");
-        if !bin.is_file() {
-            bail!(
-                "{} not found: build it with `cargo build --release --bin apiserver`",
-                bin.display()
-            );
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let bin = sibling_binary("apiserver")?;
+        let port = free_port()?;
         let dir = tempfile::tempdir()?;
         let mut cmd = Command::new(bin);
         cmd.arg("--listen")

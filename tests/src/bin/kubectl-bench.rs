@@ -18,6 +18,7 @@ use clap::Parser;
 use futures::StreamExt;
 use minik8s_api::resource::PODS;
 use minik8s_client::{Client, Config, DynamicApi};
+use minik8s_tests::bench::{free_port, percentile_ms, sibling_binary};
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug)]
@@ -51,13 +52,7 @@ impl Timing {
     }
 
     fn pct(&self, p: f64) -> f64 {
-        let mut v = self.samples.clone();
-        v.sort();
-        if v.is_empty() {
-            return 0.0;
-        }
-        let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
-        v[i].as_secs_f64() * 1000.0
+        percentile_ms(&self.samples, p)
     }
 
     fn median(&self) -> f64 {
@@ -77,9 +72,7 @@ struct ApiProcess {
 
 impl ApiProcess {
     fn start(bin: &Path, data: &Path) -> anyhow::Result<ApiProcess> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
         let child = Command::new(bin)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
@@ -102,20 +95,6 @@ impl Drop for ApiProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
-    let bin = std::env::current_exe()?
-        .parent()
-        .context("bench binary directory")?
-        .join(name);
-    if !bin.is_file() {
-        bail!(
-            "{} not found: build it with `cargo build --release -p minik8s-cmd -p minik8s-tests --bins`",
-            bin.display()
-        );
-    }
-    Ok(bin)
 }
 
 fn real_kubectl() -> anyhow::Result<PathBuf> {
@@ -214,8 +193,8 @@ fn without_ages(table: &str) -> Vec<String> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let apiserver = sibling("apiserver")?;
-    let ours_bin = sibling("kubectl")?;
+    let apiserver = sibling_binary("apiserver")?;
+    let ours_bin = sibling_binary("kubectl")?;
     let real_bin = match &args.real_kubectl {
         Some(p) => p.clone(),
         None => real_kubectl()?,

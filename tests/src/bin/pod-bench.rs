@@ -22,6 +22,7 @@ use bollard::query_parameters::{
 };
 use clap::Parser;
 use futures::StreamExt;
+use minik8s_tests::bench::{free_port, percentile_ms, sibling_binary};
 use minik8s_tests::kubelet::{BUSYBOX, ensure_images, remove_docker_leftovers};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -69,13 +70,7 @@ struct Samples {
 
 impl Samples {
     fn pct(&self, p: f64) -> f64 {
-        let mut v = self.lat.clone();
-        v.sort();
-        if v.is_empty() {
-            return 0.0;
-        }
-        let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
-        v[i].as_secs_f64() * 1000.0
+        percentile_ms(&self.lat, p)
     }
     fn rate(&self) -> f64 {
         self.lat.len() as f64 / self.elapsed.as_secs_f64()
@@ -88,26 +83,6 @@ impl Samples {
 
 // ---------------------------------------------------------------------------------------
 // Processes
-
-fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let bin = std::env::current_exe()?
-        .parent()
-        .context("bench binary directory")?
-        .join(name);
-    if !bin.is_file() {
-        bail!(
-            "{} not found: build it with `cargo build --release -p minik8s-cmd --bins`",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
 
 /// Resident memory of a process, in MiB (`VmRSS`, or `VmHWM` for the peak).
 fn proc_mem_mib(pid: u32, field: &str) -> f64 {
