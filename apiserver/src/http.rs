@@ -136,29 +136,28 @@ fn json_response(code: StatusCode, v: &Value, warnings: &[String]) -> Response {
     resp
 }
 
-async fn api_group(axum::extract::Path(group): axum::extract::Path<String>) -> Response {
-    match discovery::api_group(&group) {
+/// A discovery document, or 404 for a group or version we do not serve.
+fn document(doc: Option<Value>) -> Response {
+    match doc {
         Some(v) => json_ok(&v),
         None => ApiError::NoSuchPath.into_response(),
     }
+}
+
+async fn api_group(axum::extract::Path(group): axum::extract::Path<String>) -> Response {
+    document(discovery::api_group(&group))
 }
 
 async fn group_resources(
     axum::extract::Path((group, version)): axum::extract::Path<(String, String)>,
 ) -> Response {
-    match discovery::group_resources(&group, &version) {
-        Some(v) => json_ok(&v),
-        None => ApiError::NoSuchPath.into_response(),
-    }
+    document(discovery::group_resources(&group, &version))
 }
 
 async fn group_openapi(
     axum::extract::Path((group, version)): axum::extract::Path<(String, String)>,
 ) -> Response {
-    match discovery::openapi_group(&group, &version) {
-        Some(v) => json_ok(&v),
-        None => ApiError::NoSuchPath.into_response(),
-    }
+    document(discovery::openapi_group(&group, &version))
 }
 
 async fn group_api(
