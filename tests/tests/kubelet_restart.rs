@@ -40,7 +40,17 @@ async fn a_restarted_kubelet_adopts_its_containers() {
         .await
         .unwrap();
     let steady = node.wait_ready("steady").await.unwrap();
-    let crashed = node.wait_ready("crashed-once").await.unwrap();
+    // Ready alone could be its first, short-lived run: wait for the restarted one.
+    let crashed = node
+        .wait_pod("crashed-once", "restarted once and ready", T, |p| {
+            restart_count(p, "c") == 1
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .await
+        .unwrap();
     let doomed = node.wait_ready("doomed").await.unwrap();
     assert_eq!(restart_count(&crashed, "c"), 1);
     let before: BTreeSet<String> = node
