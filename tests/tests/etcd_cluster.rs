@@ -48,7 +48,17 @@ async fn apiserver_survives_the_loss_of_one_member() {
         .await
         .unwrap();
     }
-    let list: serde_json::Value = http.get(&pods).send().await.unwrap().json().await.unwrap();
-    assert_eq!(list["items"].as_array().unwrap().len(), 10);
+    // A read may also land on the dead member first: retry it like the writes.
+    let items = wait_for(
+        "a list after losing a member",
+        Duration::from_secs(30),
+        || async {
+            let list: serde_json::Value = http.get(&pods).send().await.ok()?.json().await.ok()?;
+            list["items"].as_array().map(Vec::len)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(items, 10);
     server.shutdown().await;
 }
