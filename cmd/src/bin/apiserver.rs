@@ -44,6 +44,17 @@ async fn main() -> anyhow::Result<()> {
     tokio::select! {
         r = server.wait() => r.context("serving")?,
         _ = tokio::signal::ctrl_c() => {}
+        _ = terminated() => {}
     }
     Ok(())
+}
+
+/// Resolves on SIGTERM (how systemd stops a service); never when it cannot be watched.
+async fn terminated() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            term.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
 }
