@@ -4,55 +4,23 @@
 //! from the file is removed from the object; the change is sent as a JSON merge patch
 //! holding only what differs, and nothing is sent when nothing differs.
 
-use clap::Args;
 use minik8s_api::resource::ResourceInfo;
 use minik8s_client::{Patch, PostParams};
 use serde_json::{Map, Value, json};
 
-use crate::create::{FileFlags, api_for, parse_output, post_params, report};
+use crate::create::{WriteArgs, api_for, for_each_object, report};
 use crate::error::{Error, Result};
-use crate::manifests::{self, SourcedObject};
+use crate::manifests::SourcedObject;
 use crate::output::Format;
 use crate::resources::kind_prefix;
 use crate::session::{Io, Session};
 
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-#[derive(Args, Debug, Default)]
-pub struct ApplyArgs {
-    #[command(flatten)]
-    pub files: FileFlags,
-
-    /// Output format: name, json or yaml (default: `kind/name created|configured|unchanged`).
-    #[arg(short = 'o', long, value_name = "FORMAT")]
-    pub output: Option<String>,
-
-    /// How the server treats unknown fields: strict (default), warn or ignore.
-    #[arg(long, default_value = "strict", value_name = "MODE")]
-    pub validate: String,
-}
+pub type ApplyArgs = WriteArgs;
 
 pub async fn run(args: ApplyArgs, session: &mut Session, io: &mut Io<'_>) -> Result<()> {
-    if args.files.filenames.is_empty() {
-        return Err(Error::msg("must specify one of -f and -k"));
-    }
-    let format = parse_output(args.output.as_deref())?;
-    let params = post_params(&args.validate)?;
-    let items = manifests::read_all(&args.files.filenames, args.files.recursive, io.stdin);
-    if items.is_empty() {
-        return Err(Error::msg("no objects passed to apply"));
-    }
-    let mut errors = Vec::new();
-    for item in items {
-        let applied = match item {
-            Ok(object) => apply_one(&object, &params, format, session, io).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = applied {
-            errors.push(e);
-        }
-    }
-    Error::collect(errors)
+    for_each_object(&args, "apply", session, io, apply_one).await
 }
 
 async fn apply_one(

@@ -24,12 +24,13 @@ pub struct FileFlags {
     pub recursive: bool,
 }
 
+/// The flags of the verbs that write the objects of files: create and apply.
 #[derive(Args, Debug, Default)]
-pub struct CreateArgs {
+pub struct WriteArgs {
     #[command(flatten)]
     pub files: FileFlags,
 
-    /// Output format: name, json or yaml (default: `kind/name created`).
+    /// Output format: name, json or yaml (default: `kind/name created|configured|unchanged`).
     #[arg(short = 'o', long, value_name = "FORMAT")]
     pub output: Option<String>,
 
@@ -38,7 +39,38 @@ pub struct CreateArgs {
     pub validate: String,
 }
 
+pub type CreateArgs = WriteArgs;
+
 pub async fn run(args: CreateArgs, session: &mut Session, io: &mut Io<'_>) -> Result<()> {
+    for_each_object(
+        &args,
+        "create",
+        session,
+        io,
+        async |object, params, format, session, io| {
+            let (resource, created) = create_one(object, params, session).await?;
+            report(&created, resource, "created", format, io)
+        },
+    )
+    .await
+}
+
+/// Reads the `-f` objects and gives each to `write`, in order. A bad document or a
+/// refused object is reported and the rest are still written; the result says whether
+/// all went well.
+pub(crate) async fn for_each_object(
+    args: &WriteArgs,
+    verb: &str,
+    session: &mut Session,
+    io: &mut Io<'_>,
+    mut write: impl AsyncFnMut(
+        &SourcedObject,
+        &PostParams,
+        Option<Format>,
+        &mut Session,
+        &mut Io<'_>,
+    ) -> Result<()>,
+) -> Result<()> {
     if args.files.filenames.is_empty() {
         return Err(Error::msg("must specify one of -f and -k"));
     }
@@ -46,17 +78,16 @@ pub async fn run(args: CreateArgs, session: &mut Session, io: &mut Io<'_>) -> Re
     let params = post_params(&args.validate)?;
     let items = manifests::read_all(&args.files.filenames, args.files.recursive, io.stdin);
     if items.is_empty() {
-        return Err(Error::msg("no objects passed to create"));
+        return Err(Error::msg(format!("no objects passed to {verb}")));
     }
     let mut errors = Vec::new();
     for item in items {
-        let created = match item {
-            Ok(object) => create_one(&object, &params, session).await,
+        let written = match item {
+            Ok(object) => write(&object, &params, format, session, io).await,
             Err(e) => Err(e),
         };
-        match created {
-            Ok((resource, created)) => report(&created, resource, "created", format, io)?,
-            Err(e) => errors.push(e),
+        if let Err(e) = written {
+            errors.push(e);
         }
     }
     Error::collect(errors)
