@@ -24,6 +24,16 @@
 //! A failed precondition (conflict, missing key, existing key) fails only its own request;
 //! an I/O error aborts the whole batch and fails every request in it.
 //!
+//! # I/O errors
+//!
+//! After one I/O error (a full disk, say) redb refuses every further transaction until the
+//! file is opened again. The writer does that at once after a failed commit: it waits for
+//! the reads in flight to finish, closes the file, opens it again (redb goes back to the
+//! last committed transaction) and carries on. If the file cannot be opened, reads and
+//! [`Store::current_revision`] (the API server's health check) fail with the reason, and
+//! the writer tries again every second and before each write. Nothing acknowledged is lost
+//! either way: a write is answered `Ok` only after its commit.
+//!
 //! # History: an in-memory event log
 //!
 //! Only the current state is persisted. The last [`EmbeddedOptions::event_log_capacity`]
@@ -57,8 +67,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
-use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -107,7 +117,7 @@ impl Default for EmbeddedOptions {
 /// Dropping the store finishes the writes already queued, closes the file and ends every
 /// watch stream with [`Error::Closed`].
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    db: Arc<DbSlot>,
     path: Arc<str>,
     shared: Arc<Shared>,
     requests: Option<mpsc::Sender<WriteRequest>>,
@@ -138,9 +148,11 @@ impl EmbeddedStore {
             path: path_str.to_string(),
             message,
         };
-        let db = Database::create(path).map_err(|e| fail(format!("open: {e}")))?;
-        let revision = init_tables(&db).map_err(|e| fail(format!("initialize: {e}")))?;
-        let db = Arc::new(db);
+        let (db, revision) = open_database(path).map_err(fail)?;
+        let db = Arc::new(DbSlot {
+            path: path.to_path_buf(),
+            current: RwLock::new(Ok(Arc::new(db))),
+        });
 
         let (sender, _) = broadcast::channel(options.watch_buffer.max(1));
         let shared = Arc::new(Shared {
@@ -162,6 +174,7 @@ impl EmbeddedStore {
             queue,
             revision,
             max_batch: options.max_batch.max(1),
+            broken: false,
         };
         let writer = std::thread::Builder::new()
             .name("embedded-store-writer".into())
@@ -200,11 +213,14 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&Database, &Shared) -> Result<T, ReadError> + Send + 'static,
     {
-        let db = self.db.clone();
+        let slot = self.db.clone();
         let shared = self.shared.clone();
-        let result = tokio::task::spawn_blocking(move || f(&db, &shared))
-            .await
-            .map_err(|e| self.error(format!("read task failed: {e}")))?;
+        let result = tokio::task::spawn_blocking(move || {
+            let db = slot.get().map_err(ReadError::Storage)?;
+            f(&db, &shared)
+        })
+        .await
+        .map_err(|e| self.error(format!("read task failed: {e}")))?;
         result.map_err(|e| match e {
             ReadError::Store(e) => e,
             ReadError::Storage(message) => self.error(message),
@@ -296,6 +312,8 @@ impl Store for EmbeddedStore {
     }
 
     async fn current_revision(&self) -> Result<Revision> {
+        // A store whose file could not be opened again after an I/O error is not healthy.
+        self.db.get().map_err(|message| self.error(message))?;
         Ok(self.shared.lock().head)
     }
 
@@ -315,6 +333,59 @@ impl Store for EmbeddedStore {
         }
         log.floor = revision;
         Ok(())
+    }
+}
+
+/// Opens (or creates) the file and returns it with the revision stored in it.
+fn open_database(path: &Path) -> Result<(Database, Revision), String> {
+    let db = Database::create(path).map_err(|e| format!("open: {e}"))?;
+    let revision = init_tables(&db).map_err(|e| format!("initialize: {e}"))?;
+    Ok((db, revision))
+}
+
+/// The open database, or why there is none. Readers take a handle for one transaction;
+/// the writer swaps in a fresh one after an I/O error.
+struct DbSlot {
+    path: PathBuf,
+    current: RwLock<Result<Arc<Database>, String>>,
+}
+
+impl DbSlot {
+    fn get(&self) -> Result<Arc<Database>, String> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Closes the database, once the reads holding it are done, and opens the file again.
+    /// Returns the revision stored in it.
+    fn reopen(&self) -> Result<Revision, String> {
+        // Readers wait on the lock meanwhile rather than take the old handle.
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let previous = std::mem::replace(&mut *current, Err("reopening after an I/O error".into()));
+        if let Ok(mut db) = previous {
+            // redb allows one open handle per file: the old one must be gone first.
+            loop {
+                match Arc::try_unwrap(db) {
+                    Ok(db) => break drop(db),
+                    Err(shared) => {
+                        db = shared;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        match open_database(&self.path) {
+            Ok((db, revision)) => {
+                *current = Ok(Arc::new(db));
+                Ok(revision)
+            }
+            Err(e) => {
+                *current = Err(format!("unavailable after an I/O error: {e}"));
+                Err(e)
+            }
+        }
     }
 }
 
@@ -703,18 +774,36 @@ struct WriteRequest {
 
 /// The thread that runs every write transaction.
 struct Writer {
-    db: Arc<Database>,
+    db: Arc<DbSlot>,
     path: Arc<str>,
     shared: Arc<Shared>,
     queue: mpsc::Receiver<WriteRequest>,
     /// The last committed revision.
     revision: Revision,
     max_batch: usize,
+    /// The file must be opened again before the next transaction.
+    broken: bool,
 }
 
 impl Writer {
     fn run(mut self) {
-        while let Ok(first) = self.queue.recv() {
+        loop {
+            let first = if self.broken {
+                match self.queue.recv_timeout(Duration::from_secs(1)) {
+                    Ok(request) => Some(request),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match self.queue.recv() {
+                    Ok(request) => Some(request),
+                    Err(_) => break,
+                }
+            };
+            if self.broken {
+                self.reopen();
+            }
+            let Some(first) = first else { continue };
             let mut ops = vec![first.op];
             let mut replies = vec![first.reply];
             while ops.len() < self.max_batch {
@@ -746,7 +835,33 @@ impl Writer {
                             message: message.clone(),
                         }));
                     }
+                    // redb takes no transaction after an I/O error until the file is
+                    // opened again.
+                    self.broken = true;
+                    self.reopen();
                 }
+            }
+        }
+    }
+
+    fn reopen(&mut self) {
+        match self.db.reopen() {
+            Ok(revision) => {
+                if revision != self.revision {
+                    // A commit that reported an error but reached the disk: its callers
+                    // were told it failed, and its events were never published.
+                    tracing::warn!(
+                        stored = revision,
+                        expected = self.revision,
+                        "embedded store reopened at another revision"
+                    );
+                    self.revision = revision;
+                }
+                tracing::info!(path = %self.path, "embedded store reopened after an I/O error");
+                self.broken = false;
+            }
+            Err(message) => {
+                tracing::error!(%message, path = %self.path, "embedded store cannot reopen its file")
             }
         }
     }
@@ -758,7 +873,8 @@ impl Writer {
         ops: Vec<WriteOp>,
     ) -> Result<(Vec<Result<WriteOutcome>>, Vec<Arc<LogEntry>>), String> {
         let fatal = |e: &dyn std::fmt::Display| e.to_string();
-        let txn = self.db.begin_write().map_err(|e| fatal(&e))?;
+        let db = self.db.get()?;
+        let txn = db.begin_write().map_err(|e| fatal(&e))?;
         let mut outcomes = Vec::with_capacity(ops.len());
         let mut entries = Vec::new();
         let mut revision = self.revision;
