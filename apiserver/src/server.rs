@@ -97,6 +97,10 @@ pub struct Server {
     registry: Arc<Registry>,
     stop: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
+    /// Whether this server holds the controllers' lease (always false without
+    /// controllers), and the task that gives it up at shutdown.
+    leading: watch::Receiver<bool>,
+    election: Option<JoinHandle<()>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,9 +147,35 @@ impl Server {
             config.event_ttl,
             stop.subscribe(),
         );
-        if let Some(c) = &config.controllers {
-            controllers::spawn(registry.clone(), c.clone(), stop.subscribe());
-        }
+        let (leading, election) = match &config.controllers {
+            // Only one process can open an embedded store's file: nobody to elect against.
+            Some(c) if matches!(config.store, StoreConfig::Embedded { .. }) => {
+                let leading = watch::channel(true).1;
+                controllers::spawn(
+                    registry.clone(),
+                    c.clone(),
+                    leading.clone(),
+                    stop.subscribe(),
+                );
+                (leading, None)
+            }
+            Some(c) => {
+                let (leading, election) = controllers::leader::spawn(
+                    registry.store().clone(),
+                    controllers::leader::identity(addr),
+                    c.lease.clone(),
+                    stop.subscribe(),
+                );
+                controllers::spawn(
+                    registry.clone(),
+                    c.clone(),
+                    leading.clone(),
+                    stop.subscribe(),
+                );
+                (leading, Some(election))
+            }
+            None => (watch::channel(false).1, None),
+        };
         let app = http::router(AppState {
             registry: registry.clone(),
             config: config.http.clone(),
@@ -168,6 +198,8 @@ impl Server {
             registry,
             stop,
             task,
+            leading,
+            election,
         })
     }
 
@@ -183,10 +215,19 @@ impl Server {
         &self.registry
     }
 
-    /// Stops accepting requests and waits for open ones (watches end at once).
+    /// True while this server's controllers run: it holds the controllers' lease.
+    pub fn leads_controllers(&self) -> bool {
+        *self.leading.borrow()
+    }
+
+    /// Stops accepting requests and waits for open ones (watches end at once), and gives
+    /// up the controllers' lease so that another API server takes over at once.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+        if let Some(election) = self.election {
+            let _ = tokio::time::timeout(Duration::from_secs(5), election).await;
+        }
     }
 
     /// Serves until the server task ends.
@@ -195,6 +236,22 @@ impl Server {
             Ok(r) => r,
             Err(e) => Err(std::io::Error::other(e)),
         }
+    }
+
+    /// Serves until `signal` resolves, then shuts down as [`Server::shutdown`] does.
+    pub async fn serve_until(
+        mut self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        tokio::select! {
+            r = &mut self.task => return match r {
+                Ok(r) => r,
+                Err(e) => Err(std::io::Error::other(e)),
+            },
+            _ = signal => {}
+        }
+        self.shutdown().await;
+        Ok(())
     }
 }
 

@@ -3,9 +3,12 @@
 //! at what is and what should be and acts; it is safe to run any number of times, and it
 //! is driven by the watch caches plus a periodic resync, so a missed event only delays it.
 //! Every write is a compare-and-swap, so two API servers sharing one etcd cannot bind a
-//! pod twice or hand out one pod CIDR to two nodes.
+//! pod twice or hand out one pod CIDR to two nodes; beyond that, only the API server that
+//! holds the controllers' lease ([`leader`]) runs them, so the scheduler's view of free
+//! capacity is never split between two.
 
 pub mod events;
+pub mod leader;
 pub mod nodes;
 pub mod scheduler;
 pub mod taskset;
@@ -29,6 +32,8 @@ pub struct ControllerConfig {
     pub node_monitor_grace: Duration,
     /// Reconcile at least this often, events or not.
     pub resync: Duration,
+    /// The lease that picks the one API server whose controllers run.
+    pub lease: leader::LeaseConfig,
 }
 
 impl Default for ControllerConfig {
@@ -38,6 +43,7 @@ impl Default for ControllerConfig {
             node_cidr_prefix: 24,
             node_monitor_grace: Duration::from_secs(40),
             resync: Duration::from_secs(5),
+            lease: leader::LeaseConfig::default(),
         }
     }
 }
@@ -45,8 +51,13 @@ impl Default for ControllerConfig {
 /// The resources whose changes wake the controllers.
 const WATCHED: &[&ResourceInfo] = &[&PODS, &NODES, &TASKSETS];
 
-/// Runs the controllers until `stop` turns true.
-pub fn spawn(registry: Arc<Registry>, config: ControllerConfig, mut stop: watch::Receiver<bool>) {
+/// Runs the controllers while `leading` is true, until `stop` turns true.
+pub fn spawn(
+    registry: Arc<Registry>,
+    config: ControllerConfig,
+    mut leading: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let subscribe = |r: &ResourceInfo| {
             let cache = registry.cache(r);
@@ -55,6 +66,12 @@ pub fn spawn(registry: Arc<Registry>, config: ControllerConfig, mut stop: watch:
         let mut subs: Vec<_> = WATCHED.iter().map(|r| subscribe(r)).collect();
         let mut ticker = tokio::time::interval(config.resync);
         loop {
+            while !*leading.borrow_and_update() {
+                tokio::select! {
+                    _ = leading.changed() => {}
+                    _ = stop.changed() => return,
+                }
+            }
             if let Err(e) = nodes::reconcile(&registry, &config).await {
                 tracing::warn!(error = %e, "node controller");
             }
@@ -70,6 +87,7 @@ pub fn spawn(registry: Arc<Registry>, config: ControllerConfig, mut stop: watch:
                     futures::future::select_all(subs.iter_mut().map(|s| Box::pin(recv(s))));
                 tokio::select! {
                     _ = ticker.tick() => None,
+                    _ = leading.changed() => None,
                     _ = stop.changed() => return,
                     (ev, i, _) = changed => ev.is_none().then_some(i),
                 }
@@ -84,7 +102,7 @@ pub fn spawn(registry: Arc<Registry>, config: ControllerConfig, mut stop: watch:
                 while sub.live.try_recv().is_ok() {}
             }
         }
-    });
+    })
 }
 
 async fn recv(sub: &mut Option<crate::watch_cache::Subscription>) -> Option<()> {

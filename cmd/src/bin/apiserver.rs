@@ -2,9 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use minik8s_api::duration::parse_duration_flag;
+use minik8s_apiserver::controllers::leader::LeaseConfig;
 use minik8s_apiserver::{Server, ServerConfig, StoreConfig};
 
 /// The MiniK8s API server.
@@ -20,6 +23,15 @@ struct Args {
     /// etcd://HOST:PORT[,HOST:PORT...]: keep objects in etcd instead.
     #[arg(long, env = "MINIK8S_DATASTORE_ENDPOINT")]
     datastore_endpoint: Option<String>,
+    /// With etcd: how long a silent holder keeps the controllers' lease.
+    #[arg(long, default_value = "15s", value_parser = parse_duration_flag)]
+    leader_elect_lease_duration: Duration,
+    /// With etcd: the holder stops leading when it could not renew for this long.
+    #[arg(long, default_value = "10s", value_parser = parse_duration_flag)]
+    leader_elect_renew_deadline: Duration,
+    /// With etcd: how often the lease is renewed or looked at.
+    #[arg(long, default_value = "2s", value_parser = parse_duration_flag)]
+    leader_elect_retry_period: Duration,
 }
 
 #[tokio::main]
@@ -37,15 +49,29 @@ async fn main() -> anyhow::Result<()> {
             data_dir: args.data_dir.clone(),
         },
     };
-    let server = Server::start(ServerConfig::new(args.listen, store))
+    let mut config = ServerConfig::new(args.listen, store);
+    if let Some(controllers) = &mut config.controllers {
+        controllers.lease = LeaseConfig {
+            duration: args.leader_elect_lease_duration,
+            renew_deadline: args.leader_elect_renew_deadline,
+            retry: args.leader_elect_retry_period,
+        };
+    }
+    let server = Server::start(config)
         .await
         .context("starting the apiserver")?;
     println!("apiserver listening on {}", server.url());
-    tokio::select! {
-        r = server.wait() => r.context("serving")?,
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminated() => {}
-    }
+    // On a signal, the controllers' lease is given up so that another API server on the
+    // same etcd takes over at once.
+    server
+        .serve_until(async {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminated() => {}
+            }
+        })
+        .await
+        .context("serving")?;
     Ok(())
 }
 

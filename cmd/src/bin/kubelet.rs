@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use minik8s_api::duration::parse_duration_flag;
 use minik8s_kubelet::KubeletConfig;
 use minik8s_kubelet::client::{Config, KubeconfigOptions};
 
@@ -44,46 +45,22 @@ struct Args {
     #[arg(long, env = "DOCKER_HOST")]
     docker_socket: Option<String>,
     /// How often the node's Ready heartbeat is sent.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration_flag)]
     heartbeat_interval: Duration,
     /// How often every pod is reconciled without a reason.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration_flag)]
     resync_interval: Duration,
     /// How long to wait for the API server to assign the node's pod CIDR.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = parse_duration_flag)]
     pod_cidr_timeout: Duration,
     /// First restart delay of a crashing container; doubles up to --backoff-max.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration_flag)]
     backoff_base: Duration,
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = parse_duration_flag)]
     backoff_max: Duration,
     /// Pods this node takes (status.capacity.pods).
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
-}
-
-/// `500ms`, `10s`, `5m`, `1h`, or a number of seconds.
-fn parse_duration(value: &str) -> Result<Duration, String> {
-    let value = value.trim();
-    let split = value
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("{value:?} is not a duration such as 500ms, 10s or 5m"))?;
-    let seconds = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "{value:?}: unknown unit {unit:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{value:?}: {e}"))
 }
 
 fn default_node_name() -> String {
