@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages MiniK8s needs to build and test: protoc (the etcd client's
 # build), etcd (tests and multi-member deployments), Docker (the kubelet's runtime), a
-# static busybox (the test image, see deploy/images.sh) and systemd-analyze (the unit
-# checks); starts Docker's daemon if none answers. Safe to run again; quiet when there is
-# nothing to do.
+# static busybox (the test image, see deploy/images.sh), systemd-analyze (the unit
+# checks) and the Python kubernetes client (a compatibility test); starts Docker's
+# daemon if none answers. Safe to run again; quiet when there is nothing to do.
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -14,6 +14,8 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 # systemd-analyze checks the service units (deploy/systemd/) in the tests.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The Python kubernetes client, for the client compatibility test.
+/usr/bin/python3 -c 'import kubernetes' >/dev/null 2>&1 || need+=(python3-kubernetes)
 # The test image needs a busybox that runs without a C library next to it.
 if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
   need+=(busybox-static)

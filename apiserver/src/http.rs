@@ -13,6 +13,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use minik8s_api::query::is_true;
 use minik8s_api::resource::{self, ResourceInfo};
 use minik8s_storage::EventKind;
 use serde_json::{Value, json};
@@ -334,7 +335,7 @@ async fn handle(
                 q("labelSelector"),
                 q("fieldSelector"),
             )?;
-            if q("watch").is_some_and(|w| w == "true" || w == "1") {
+            if is_true(q("watch")) {
                 return watch(&state, r, filter, &query, wants_table(&headers)).await;
             }
             let params = ListParams {
@@ -658,8 +659,8 @@ async fn watch(
 ) -> Result<Response> {
     let q = |k: &str| query.get(k).map(String::as_str);
     let rv = q("resourceVersion").unwrap_or("");
-    let send_initial = q("sendInitialEvents") == Some("true");
-    let bookmarks = q("allowWatchBookmarks") == Some("true");
+    let send_initial = is_true(q("sendInitialEvents"));
+    let bookmarks = is_true(q("allowWatchBookmarks"));
     // Kubernetes accepts any timeout; a year is as good as forever and cannot overflow.
     let timeout = q("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
