@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages MiniK8s needs to build and test: protoc (the etcd client's
-# build), etcd (tests and multi-member deployments), Docker (the kubelet's runtime) and a
-# static busybox (the test image, see deploy/images.sh); starts Docker's daemon if none
+# build), etcd (tests and multi-member deployments), Docker (the kubelet's runtime),
+# iproute2 and iptables (the kubelet's routes and rules between nodes) and a static
+# busybox (the test image, see deploy/images.sh); starts Docker's daemon if none
 # answers. Safe to run again; quiet when there is nothing to do.
 set -euo pipefail
 SUDO=""
@@ -11,6 +12,9 @@ need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+# The kubelet routes other nodes' pod networks and lets their traffic through.
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
 # The test image needs a busybox that runs without a C library next to it.
 if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
   need+=(busybox-static)
