@@ -116,10 +116,11 @@ impl CidrClaim {
                 continue;
             }
             let path = dir.join(octet.to_string());
-            // A claim of a process that is gone is stale.
+            // A claim of a process that is gone is stale: so are its routes and rules.
             if let Ok(pid) = std::fs::read_to_string(&path)
                 && !Path::new("/proc").join(pid.trim()).exists()
             {
+                remove_host_network_leftovers(&format!("10.{octet}.0.0/16"));
                 let _ = std::fs::remove_file(&path);
             }
             match std::fs::OpenOptions::new()
@@ -146,7 +147,53 @@ impl CidrClaim {
 
 impl Drop for CidrClaim {
     fn drop(&mut self) {
+        remove_host_network_leftovers(&self.cluster_cidr());
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Removes the routes and iptables rules kubelets made for the cluster `cidr` (they
+/// leave them when they stop, for the pods' sake); the kubelet's chains and the jumps to
+/// them stay, shared with other clusters on this machine.
+pub fn remove_host_network_leftovers(cidr: &str) {
+    use minik8s_kubelet::network::{ROUTE_PROTO, cluster_rules};
+    let Ok(cluster) = cidr.parse() else { return };
+    let run = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    for rule in cluster_rules(cluster) {
+        let mut args = vec!["-w", "5", "-t", rule.table, "-D", rule.chain];
+        args.extend(rule.args.iter().map(String::as_str));
+        // Kubelets racing each other may have added a rule twice.
+        for _ in 0..5 {
+            if run("iptables", &args).is_none() {
+                break;
+            }
+        }
+    }
+    let routes = run(
+        "ip",
+        &[
+            "-4",
+            "-o",
+            "route",
+            "show",
+            "root",
+            cidr,
+            "proto",
+            ROUTE_PROTO,
+        ],
+    )
+    .unwrap_or_default();
+    for dst in routes.lines().filter_map(|l| l.split_whitespace().next()) {
+        let _ = run("ip", &["route", "del", dst, "proto", ROUTE_PROTO]);
     }
 }
 
