@@ -101,6 +101,11 @@ async fn pods_come_back_on_one_new_sandbox_after_docker_restarts() {
     ))
     .await
     .unwrap();
+    // A pod that never restarts ends with its containers instead.
+    let mut never = pod("never", vec![container("c", "exec sleep 3600")]);
+    never["spec"]["restartPolicy"] = json!("Never");
+    node.create_pod(never).await.unwrap();
+    let never = node.wait_ready("never").await.unwrap();
     let mut before = Vec::new();
     for (name, apps) in &pods {
         let p = node.wait_ready(name).await.unwrap();
@@ -214,6 +219,31 @@ async fn pods_come_back_on_one_new_sandbox_after_docker_restarts() {
         let p = node.pods().get(name).await.unwrap();
         assert!(apps.iter().all(|c| restart_count(&p, c) == 1), "{name}");
     }
+    let never_now = node
+        .wait_pod("never", "failed", T, |p| phase(p) == "Failed")
+        .await
+        .unwrap();
+    assert_eq!(restart_count(&never_now, "c"), 0);
+    let sandboxes: Vec<ContainerInfo> = node
+        .containers(Some(&uid(&never)))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(is_sandbox)
+        .collect();
+    assert_eq!(
+        sandboxes.len(),
+        1,
+        "a new sandbox for a Never pod: {sandboxes:?}"
+    );
+    assert_eq!(
+        sandboxes[0]
+            .labels
+            .get(labels::CONTAINER_ATTEMPT)
+            .map(String::as_str),
+        Some("0")
+    );
+
     // The web container serves on the new sandbox's address, from the host.
     let duo = node.pods().get("duo").await.unwrap();
     let ip = pod_ip(&duo).unwrap();
