@@ -131,7 +131,10 @@ impl CidrClaim {
                 Ok(mut file) => {
                     use std::io::Write;
                     write!(file, "{}", std::process::id())?;
-                    return Ok(CidrClaim { octet, path });
+                    let claim = CidrClaim { octet, path };
+                    // Whatever a kubelet of an earlier claim added after its cleanup.
+                    remove_host_network_leftovers(&claim.cluster_cidr());
+                    return Ok(claim);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e.into()),
