@@ -245,30 +245,37 @@ async fn a_taskset_spread_over_three_nodes_reaches_across_them_by_name() {
         eprintln!("{host} saw {}", seen.trim());
     }
 
-    // The kubelets' rules are in place, their jumps first.
-    let forward = run("iptables", &["-w", "5", "-S", FORWARD_CHAIN]);
-    assert!(
-        forward.contains(&format!("-A {FORWARD_CHAIN} -s {cluster} -j ACCEPT")),
-        "{forward}"
-    );
-    // Ahead of Docker's isolation rules: from DOCKER-USER, which Docker keeps first.
-    let filter = run("iptables", &["-w", "5", "-S"]);
-    let parent = if filter.lines().any(|l| l == "-N DOCKER-USER") {
-        "DOCKER-USER"
-    } else {
-        "FORWARD"
-    };
-    let first_rule = filter
-        .lines()
-        .find(|l| l.starts_with(&format!("-A {parent} ")))
-        .unwrap_or_default();
-    assert_eq!(first_rule, format!("-A {parent} -j {FORWARD_CHAIN}"));
-    let nat = run("iptables", &["-w", "5", "-t", "nat", "-S", "POSTROUTING"]);
-    let first_rule = nat
-        .lines()
-        .find(|l| l.starts_with("-A "))
-        .unwrap_or_default();
-    assert_eq!(first_rule, format!("-A POSTROUTING -j {POSTROUTING_CHAIN}"));
+    // The kubelets' rules are in place, their jumps first: in the filter table ahead of
+    // Docker's isolation rules, from DOCKER-USER, which Docker keeps first. Other tests'
+    // Docker networks put Docker's masquerading first in the nat table now and then,
+    // until the next check of a kubelet.
+    wait_for("the kubelets' rules, their jumps first", T, || async {
+        let filter = run("iptables", &["-w", "5", "-S"]);
+        let nat = run("iptables", &["-w", "5", "-t", "nat", "-S"]);
+        let first = |listing: &str, chain: &str| {
+            listing
+                .lines()
+                .find(|l| l.starts_with(&format!("-A {chain} ")))
+                .unwrap_or_default()
+                .to_string()
+        };
+        let parent = if filter.lines().any(|l| l == "-N DOCKER-USER") {
+            "DOCKER-USER"
+        } else {
+            "FORWARD"
+        };
+        let ok = filter
+            .lines()
+            .any(|l| l == format!("-A {FORWARD_CHAIN} -s {cluster} -j ACCEPT"))
+            && nat.lines().any(|l| {
+                l == format!("-A {POSTROUTING_CHAIN} -s {cluster} -d {cluster} -j ACCEPT")
+            })
+            && first(&filter, parent) == format!("-A {parent} -j {FORWARD_CHAIN}")
+            && first(&nat, "POSTROUTING") == format!("-A POSTROUTING -j {POSTROUTING_CHAIN}");
+        ok.then_some(())
+    })
+    .await
+    .unwrap();
 
     // A node on another machine (the default gateway's address stands in for it) gets a
     // route to its pod CIDR, and loses it when it is deleted.
