@@ -76,7 +76,7 @@ pub async fn run_with_runtime(
     let host_ip = facts.internal_ip;
     tracing::info!(node = %config.node_name, ip = %host_ip, %port, runtime = %version.uri(),
         "kubelet starting");
-    let agent = Arc::new(NodeAgent::new(client.clone(), facts));
+    let agent = Arc::new(NodeAgent::new(client.clone(), facts).with_runtime(runtime.clone()));
 
     // Register, retrying while the API server cannot be reached.
     let mut delay = std::time::Duration::from_millis(200);
