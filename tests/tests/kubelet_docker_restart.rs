@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
-use minik8s_api::k8s_openapi::api::core::v1::Pod;
+use minik8s_api::k8s_openapi::api::core::v1::{Node, Pod};
+use minik8s_client::Api;
 use minik8s_kubelet::labels::{self, ContainerKey, Role};
 use minik8s_kubelet::runtime::{ContainerInfo, ContainerState};
 use minik8s_tests::kubelet::{BUSYBOX, TestNode, condition, phase, restart_count};
+use minik8s_tests::wait_for;
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(90);
@@ -121,6 +123,33 @@ async fn pods_come_back_on_one_new_sandbox_after_docker_restarts() {
     assert!(!dockerd.is_running());
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(node.kubelet_running(), "the kubelet gave up without Docker");
+    // The node says so, as Kubernetes' does: no new pods are scheduled to it.
+    let ready = |reason: &'static str| {
+        let nodes: Api<Node> = Api::all(node.client.clone());
+        let name = node.node.clone();
+        async move {
+            wait_for(&format!("the node's Ready reason {reason}"), T, || async {
+                let n = nodes.get(&name).await.ok()?;
+                let c = n
+                    .status?
+                    .conditions?
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready")?;
+                (c.reason.as_deref() == Some(reason)).then_some(c)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let not_ready = ready("KubeletNotReady").await;
+    assert_eq!(not_ready.status, "False");
+    assert!(
+        not_ready
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("container runtime is down")),
+        "{not_ready:?}"
+    );
     // It retries with back-off: a few lines a second, not a hot loop.
     let log = node.process_log();
     let lines = log.lines().count() - logged_before;
@@ -130,6 +159,7 @@ async fn pods_come_back_on_one_new_sandbox_after_docker_restarts() {
         "{lines} log lines in {seconds:.1} s without Docker:\n{log}"
     );
     node.dockerd.as_mut().unwrap().start_again().await.unwrap();
+    assert_eq!(ready("KubeletReady").await.status, "True");
     // What the restarted daemon has: every container of before, exited.
     let (old, _) = &before[0];
     let leftovers = node.containers(Some(&uid(old))).await.unwrap();
@@ -151,7 +181,7 @@ async fn pods_come_back_on_one_new_sandbox_after_docker_restarts() {
         // Docker agrees: one running pause container, new, and the app containers in its
         // network namespace.
         let (pause, running) =
-            minik8s_tests::wait_for("one running sandbox with the app containers", T, || async {
+            wait_for("one running sandbox with the app containers", T, || async {
                 sandbox_and_apps(&node, &now, apps).await.ok()
             })
             .await
@@ -203,7 +233,7 @@ async fn pods_come_back_on_one_new_sandbox_after_docker_restarts() {
     // The pause containers of before are gone or at least never counted: a few resyncs
     // later there is still exactly one sandbox per pod, running.
     for ((name, apps), (old, _)) in pods.iter().zip(&before) {
-        minik8s_tests::wait_for(
+        wait_for(
             "the old sandbox pruned",
             Duration::from_secs(30),
             || async {
