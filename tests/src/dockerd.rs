@@ -210,16 +210,7 @@ impl PrivateDockerd {
 impl Drop for PrivateDockerd {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // Containers first, then networks: a network's bridge outlives the daemon.
-            if let Ok(ids) = self.docker(&["ps", "-aq"]) {
-                let ids: Vec<&str> = ids.split_whitespace().collect();
-                if !ids.is_empty() {
-                    let mut args = vec!["rm", "-f", "-v"];
-                    args.extend(ids);
-                    let _ = self.docker(&args);
-                }
-            }
-            let _ = self.docker(&["network", "prune", "--force"]);
+            empty_daemon(&self.host());
             terminate(child.id());
             let end = std::time::Instant::now() + STOP_TIMEOUT;
             while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < end {
@@ -231,6 +222,30 @@ impl Drop for PrivateDockerd {
         let _ = std::fs::remove_file(&self.registration);
         // The temporary directory goes with `dir`.
     }
+}
+
+/// Removes every container and then every network of the daemon at `host`: a network's
+/// bridge outlives the daemon.
+fn empty_daemon(host: &str) {
+    let docker = |args: &[&str]| {
+        Command::new("docker")
+            .args(["-H", host])
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let ids = docker(&["ps", "-aq"]).unwrap_or_default();
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if !ids.is_empty() {
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(ids);
+        docker(&args);
+    }
+    docker(&["network", "prune", "--force"]);
 }
 
 fn terminate(pid: u32) {
@@ -264,20 +279,7 @@ fn sweep_dead_daemons() {
         let host = format!("unix://{}", dir.join("docker.sock").display());
         // Only a daemon that is still that test's: pids are reused.
         if !daemon_pid.is_empty() && String::from_utf8_lossy(&cmdline).contains(&host) {
-            let _ = Command::new("docker")
-                .args(["-H", &host, "rm", "-f", "-v"])
-                .args(
-                    Command::new("docker")
-                        .args(["-H", &host, "ps", "-aq"])
-                        .output()
-                        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                        .unwrap_or_default()
-                        .split_whitespace(),
-                )
-                .output();
-            let _ = Command::new("docker")
-                .args(["-H", &host, "network", "prune", "--force"])
-                .output();
+            empty_daemon(&host);
             let _ = Command::new("kill").args(["-TERM", daemon_pid]).status();
             let end = std::time::Instant::now() + STOP_TIMEOUT;
             while Path::new("/proc").join(daemon_pid).exists() && std::time::Instant::now() < end {
