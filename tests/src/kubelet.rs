@@ -181,6 +181,24 @@ pub fn remove_host_network_leftovers(cidr: &str) {
             }
         }
     }
+    // Masquerading rules of bridges that are gone (a test adds Docker's for its private
+    // daemons' bridges, and may have been killed before it removed them).
+    let prefix = format!(
+        "-A POSTROUTING -s {}.",
+        cidr.rsplitn(3, '.').last().unwrap_or(cidr)
+    );
+    let nat = run("iptables", &["-w", "5", "-t", "nat", "-S", "POSTROUTING"]).unwrap_or_default();
+    for line in nat
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && l.ends_with("-j MASQUERADE"))
+    {
+        let bridge = line.split_whitespace().skip_while(|w| *w != "-o").nth(1);
+        if bridge.is_some_and(|b| !Path::new("/sys/class/net").join(b).exists()) {
+            let mut args = vec!["-w", "5", "-t", "nat", "-D"];
+            args.extend(line.split_whitespace().skip(1));
+            let _ = run("iptables", &args);
+        }
+    }
     let routes = run(
         "ip",
         &[
