@@ -260,10 +260,6 @@ impl HostGateway {
         }
     }
 
-    pub fn cluster(&self) -> Ipv4Net {
-        self.cluster
-    }
-
     async fn iptables(&self, table: &str, args: &[&str]) -> Result<String, String> {
         let mut all = strings(&["-w", "5", "-t", table]);
         all.extend(strings(args));
