@@ -115,6 +115,13 @@ async fn pods_come_back_on_one_new_sandbox_after_docker_restarts() {
         before.push((p, pause));
     }
 
+    let old_ids: Vec<String> = node
+        .containers(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     // Docker goes away with every container, and stays away over a few resyncs.
     let logged_before = node.process_log().lines().count();
     let down = std::time::Instant::now();
@@ -159,14 +166,20 @@ async fn pods_come_back_on_one_new_sandbox_after_docker_restarts() {
         "{lines} log lines in {seconds:.1} s without Docker:\n{log}"
     );
     node.dockerd.as_mut().unwrap().start_again().await.unwrap();
-    assert_eq!(ready("KubeletReady").await.status, "True");
-    // What the restarted daemon has: every container of before, exited.
-    let (old, _) = &before[0];
-    let leftovers = node.containers(Some(&uid(old))).await.unwrap();
+    // Every container of before died with the daemon (the kubelet may be making new
+    // ones already).
+    let survivors: Vec<ContainerInfo> = node
+        .containers(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| old_ids.contains(&c.id) && c.state == ContainerState::Running)
+        .collect();
     assert!(
-        leftovers.iter().all(|c| c.state != ContainerState::Running),
-        "containers survived the daemon: {leftovers:?}"
+        survivors.is_empty(),
+        "containers survived the daemon: {survivors:?}"
     );
+    assert_eq!(ready("KubeletReady").await.status, "True");
 
     for ((name, apps), (old, old_pause)) in pods.iter().zip(&before) {
         let now = node
