@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages MiniK8s needs to build and test: protoc (the etcd client's
-# build), etcd (tests and multi-member deployments), Docker (the kubelet's runtime), a
-# static busybox (the test image, see deploy/images.sh), systemd-analyze (the unit
-# checks) and the Python kubernetes client (a compatibility test); starts Docker's
-# daemon if none answers. Safe to run again; quiet when there is nothing to do.
+# build), etcd (tests and multi-member deployments), Docker (the kubelet's runtime),
+# iproute2 and iptables (the kubelet's routes and rules between nodes), a static busybox
+# (the test image, see deploy/images.sh), systemd-analyze (the unit checks) and the
+# Python kubernetes client (a compatibility test); starts Docker's daemon if none
+# answers. Safe to run again; quiet when there is nothing to do.
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -12,6 +13,9 @@ need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+# The kubelet routes other nodes' pod networks and lets their traffic through.
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
 # systemd-analyze checks the service units (deploy/systemd/) in the tests.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The Python kubernetes client, for the client compatibility test.

@@ -4,6 +4,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipnet::Ipv4Net;
+
 /// The pause image this build of the kubelet expects (built by `deploy/images.sh`).
 pub const DEFAULT_PAUSE_IMAGE: &str = concat!("minik8s/pause:", env!("CARGO_PKG_VERSION"));
 /// The port Kubernetes' kubelet serves on; ours serves container logs there.
@@ -49,6 +51,11 @@ pub struct KubeletConfig {
     pub image_pull_timeout: Duration,
     /// `status.capacity.pods`.
     pub max_pods: u32,
+    /// Route other nodes' pod CIDRs to them and let the cluster's traffic through
+    /// iptables (see [`crate::network`]).
+    pub host_gateway: bool,
+    /// All pods' addresses; the `/16` that holds the node's pod CIDR when `None`.
+    pub cluster_cidr: Option<Ipv4Net>,
 }
 
 impl KubeletConfig {
@@ -69,6 +76,8 @@ impl KubeletConfig {
             backoff_max: Duration::from_secs(300),
             image_pull_timeout: Duration::from_secs(600),
             max_pods: 110,
+            host_gateway: true,
+            cluster_cidr: None,
         }
     }
 

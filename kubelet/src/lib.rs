@@ -17,6 +17,7 @@ pub mod hosts;
 pub mod labels;
 pub mod logs;
 pub mod manager;
+pub mod network;
 pub mod node;
 pub mod pod;
 pub mod runtime;
@@ -75,7 +76,7 @@ pub async fn run_with_runtime(
     let host_ip = facts.internal_ip;
     tracing::info!(node = %config.node_name, ip = %host_ip, %port, runtime = %version.uri(),
         "kubelet starting");
-    let agent = Arc::new(NodeAgent::new(client.clone(), facts));
+    let agent = Arc::new(NodeAgent::new(client.clone(), facts).with_runtime(runtime.clone()));
 
     // Register, retrying while the API server cannot be reached.
     let mut delay = std::time::Duration::from_millis(200);
@@ -115,6 +116,26 @@ pub async fn run_with_runtime(
     runtime.ensure_network(&network).await?;
     tracing::info!(node = %config.node_name, network = %network.name, subnet = %cidr,
         "pod network ready");
+    let _stop_routes = config.host_gateway.then(|| {
+        let cluster = config
+            .cluster_cidr
+            .unwrap_or_else(|| network::default_cluster_cidr(cidr));
+        if !cluster.contains(&cidr) {
+            tracing::warn!(%cluster, pod_cidr = %cidr,
+                "the node's pod CIDR is outside the cluster CIDR; its pods are not routed");
+        }
+        tracing::info!(%cluster, "routing the cluster's pod networks between nodes");
+        let gateway = network::HostGateway::new(
+            Arc::new(network::CommandHost),
+            &config.node_name,
+            Some(host_ip),
+            cidr,
+            cluster,
+        );
+        AbortOnDrop(tokio::spawn(
+            gateway.run(client.clone(), config.resync_interval),
+        ))
+    });
 
     let server = {
         let router = logs::router(runtime.clone(), &config.node_name);

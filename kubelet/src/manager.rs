@@ -18,6 +18,10 @@ use crate::labels;
 use crate::pod::worker::cleanup_pod;
 use crate::pod::{Next, PodWorker, WorkerEnv};
 
+/// The first and the longest wait before subscribing to Docker's events again.
+const EVENTS_RETRY_MIN: Duration = Duration::from_secs(1);
+const EVENTS_RETRY_MAX: Duration = Duration::from_secs(10);
+
 /// What a worker is told about its pod.
 #[derive(Clone, Debug)]
 enum PodUpdate {
@@ -200,6 +204,12 @@ impl Manager {
         let mut pods = watcher(Api::<Pod>::all(client), params).boxed();
         let selector = labels::node_selector(&self.env.node_name);
         let mut docker_events = self.env.runtime.events(&selector);
+        // While Docker is away the subscription fails at once: it is tried again after a
+        // back-off (1 s doubling to 10 s) that does not hold up the pods' events, and a
+        // resync covers what was missed meanwhile.
+        let mut events_backoff = EVENTS_RETRY_MIN;
+        let mut resubscribe = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+        let mut subscribed = true;
         let mut tick = tokio::time::interval(self.resync);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut listed = false;
@@ -235,22 +245,33 @@ impl Manager {
                     Some(Err(e)) => tracing::warn!(error = %e, "watching this node's pods"),
                     None => break,
                 },
-                event = docker_events.next() => match event {
+                event = docker_events.next(), if subscribed => match event {
                     Some(Ok(e)) => {
+                        events_backoff = EVENTS_RETRY_MIN;
                         if let Some(uid) = e.labels.get(labels::POD_UID) {
                             self.wake(uid);
                         }
                     }
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "reading Docker events; resubscribing");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        docker_events = self.env.runtime.events(&selector);
-                    }
-                    None => {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        docker_events = self.env.runtime.events(&selector);
+                    other => {
+                        if let Some(Err(e)) = other {
+                            tracing::warn!(error = %e, retry_in = ?events_backoff,
+                                "reading Docker events");
+                        }
+                        subscribed = false;
+                        resubscribe
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + events_backoff);
+                        events_backoff = (events_backoff * 2).min(EVENTS_RETRY_MAX);
                     }
                 },
+                _ = &mut resubscribe, if !subscribed => {
+                    docker_events = self.env.runtime.events(&selector);
+                    subscribed = true;
+                    // Pods whose containers changed while nobody listened.
+                    for handle in self.workers.values() {
+                        handle.wake.notify_one();
+                    }
+                }
                 _ = tick.tick() => {
                     if listed {
                         self.remove_orphans().await;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
@@ -18,6 +19,7 @@ use serde_json::json;
 
 use crate::config::KUBELET_VERSION;
 use crate::pod::status::time;
+use crate::runtime::ContainerRuntime;
 use crate::{Error, KubeletConfig, Result};
 
 /// What the node reports about itself.
@@ -116,8 +118,15 @@ impl NodeFacts {
     }
 
     /// The node's status at `now`; transition times are kept from `old` for conditions
-    /// that did not change.
-    pub fn status(&self, old: Option<&NodeStatus>, now: Timestamp) -> NodeStatus {
+    /// that did not change. With `runtime_down` (why the container runtime does not
+    /// answer) the node is not `Ready`, as Kubernetes reports it, so that no new pods are
+    /// scheduled to it.
+    pub fn status(
+        &self,
+        old: Option<&NodeStatus>,
+        now: Timestamp,
+        runtime_down: Option<&str>,
+    ) -> NodeStatus {
         let condition = |kind: &str, status: &str, reason: &str, message: &str| {
             let previous = old
                 .and_then(|o| o.conditions.as_ref())
@@ -171,12 +180,20 @@ impl NodeFacts {
                     "KubeletHasSufficientPID",
                     "kubelet has sufficient PID available",
                 ),
-                condition(
-                    "Ready",
-                    "True",
-                    "KubeletReady",
-                    "kubelet is posting ready status",
-                ),
+                match runtime_down {
+                    None => condition(
+                        "Ready",
+                        "True",
+                        "KubeletReady",
+                        "kubelet is posting ready status",
+                    ),
+                    Some(error) => condition(
+                        "Ready",
+                        "False",
+                        "KubeletNotReady",
+                        &format!("container runtime is down: {error}"),
+                    ),
+                },
             ]),
             daemon_endpoints: Some(NodeDaemonEndpoints {
                 kubelet_endpoint: Some(DaemonEndpoint {
@@ -205,13 +222,35 @@ impl NodeFacts {
 pub struct NodeAgent {
     api: Api<Node>,
     facts: NodeFacts,
+    /// Asked before every heartbeat whether it answers.
+    runtime: Option<Arc<dyn ContainerRuntime>>,
 }
+
+/// How long the container runtime may take to answer a heartbeat's check.
+const RUNTIME_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl NodeAgent {
     pub fn new(client: Client, facts: NodeFacts) -> NodeAgent {
         NodeAgent {
             api: Api::all(client),
             facts,
+            runtime: None,
+        }
+    }
+
+    /// Reports the node not `Ready` while `runtime` does not answer.
+    pub fn with_runtime(mut self, runtime: Arc<dyn ContainerRuntime>) -> NodeAgent {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// Why the container runtime does not answer, if it does not.
+    async fn runtime_down(&self) -> Option<String> {
+        let runtime = self.runtime.as_ref()?;
+        match tokio::time::timeout(RUNTIME_CHECK_TIMEOUT, runtime.version()).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no answer within {RUNTIME_CHECK_TIMEOUT:?}")),
         }
     }
 
@@ -229,7 +268,7 @@ impl NodeAgent {
                 labels: Some(self.facts.labels()),
                 ..ObjectMeta::default()
             },
-            status: Some(self.facts.status(None, now)),
+            status: Some(self.facts.status(None, now, None)),
             ..Node::default()
         };
         let existing = match self.api.create(&node).await {
@@ -249,7 +288,26 @@ impl NodeAgent {
 
     /// Sends the status now; returns the updated node.
     pub async fn heartbeat(&self, current: &Node) -> Result<Node> {
-        let status = self.facts.status(current.status.as_ref(), Timestamp::now());
+        let down = self.runtime_down().await;
+        let was_down = current
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.reason.as_deref() == Some("KubeletNotReady"));
+        match &down {
+            Some(error) if !was_down => {
+                tracing::warn!(node = %self.facts.name, %error,
+                    "the container runtime is down: the node is not ready");
+            }
+            None if was_down => {
+                tracing::info!(node = %self.facts.name, "the container runtime is back: ready");
+            }
+            _ => {}
+        }
+        let status = self
+            .facts
+            .status(current.status.as_ref(), Timestamp::now(), down.as_deref());
         let patch = Patch::Merge(json!({ "status": status }));
         Ok(self.api.patch_status(&self.facts.name, &patch).await?)
     }
@@ -337,7 +395,7 @@ mod tests {
             max_pods: 110,
         };
         let t0 = Timestamp::from_second(1_700_000_000).unwrap();
-        let s = facts.status(None, t0);
+        let s = facts.status(None, t0, None);
         let ready = |s: &NodeStatus| {
             s.conditions
                 .as_ref()
@@ -363,12 +421,22 @@ mod tests {
         assert_eq!(info.container_runtime_version, "docker://20.10.24");
         assert!(info.kubelet_version.starts_with("v1.33.0-minik8s."));
         let t1 = Timestamp::from_second(1_700_000_010).unwrap();
-        let s2 = facts.status(Some(&s), t1);
+        let s2 = facts.status(Some(&s), t1, None);
         assert_eq!(
             ready(&s2).last_transition_time,
             ready(&s).last_transition_time
         );
         assert_eq!(ready(&s2).last_heartbeat_time, Some(time(t1)));
+        // Docker away: not ready, since then.
+        let t2 = Timestamp::from_second(1_700_000_020).unwrap();
+        let down = facts.status(Some(&s2), t2, Some("connection refused"));
+        assert_eq!(ready(&down).status, "False");
+        assert_eq!(ready(&down).reason.as_deref(), Some("KubeletNotReady"));
+        assert_eq!(
+            ready(&down).message.as_deref(),
+            Some("container runtime is down: connection refused")
+        );
+        assert_eq!(ready(&down).last_transition_time, Some(time(t2)));
         assert_eq!(
             gateway(&"10.1.2.0/24".parse().unwrap()),
             Ipv4Addr::new(10, 1, 2, 1)

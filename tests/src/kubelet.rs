@@ -5,11 +5,16 @@
 //! networks with overlapping subnets: each node gets a cluster CIDR `10.X.0.0/16` of its
 //! own, claimed with a file that names the claiming process. Everything a node created in
 //! Docker (containers labelled with its name, its network) is removed when it is dropped.
+//!
+//! A node may instead run on a [`PrivateDockerd`] of its own ([`TestNode::on_private_dockerd`]),
+//! which a test may stop and start again, and further nodes may join the first one's API
+//! server, each on its own private daemon ([`TestNode::join`]): several nodes on one
+//! machine.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -22,6 +27,7 @@ use minik8s_kubelet::runtime::{ContainerInfo, ContainerRuntime, DockerRuntime};
 use serde_json::{Value, json};
 
 use crate::apiserver::{Backend, TestApiServer};
+use crate::dockerd::PrivateDockerd;
 
 /// The test image built by `deploy/images.sh`.
 pub const BUSYBOX: &str = "minik8s/busybox:latest";
@@ -110,10 +116,11 @@ impl CidrClaim {
                 continue;
             }
             let path = dir.join(octet.to_string());
-            // A claim of a process that is gone is stale.
+            // A claim of a process that is gone is stale: so are its routes and rules.
             if let Ok(pid) = std::fs::read_to_string(&path)
                 && !Path::new("/proc").join(pid.trim()).exists()
             {
+                remove_host_network_leftovers(&format!("10.{octet}.0.0/16"));
                 let _ = std::fs::remove_file(&path);
             }
             match std::fs::OpenOptions::new()
@@ -124,7 +131,10 @@ impl CidrClaim {
                 Ok(mut file) => {
                     use std::io::Write;
                     write!(file, "{}", std::process::id())?;
-                    return Ok(CidrClaim { octet, path });
+                    let claim = CidrClaim { octet, path };
+                    // Whatever a kubelet of an earlier claim added after its cleanup.
+                    remove_host_network_leftovers(&claim.cluster_cidr());
+                    return Ok(claim);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e.into()),
@@ -140,7 +150,71 @@ impl CidrClaim {
 
 impl Drop for CidrClaim {
     fn drop(&mut self) {
+        remove_host_network_leftovers(&self.cluster_cidr());
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Removes the routes and iptables rules kubelets made for the cluster `cidr` (they
+/// leave them when they stop, for the pods' sake); the kubelet's chains and the jumps to
+/// them stay, shared with other clusters on this machine.
+pub fn remove_host_network_leftovers(cidr: &str) {
+    use minik8s_kubelet::network::{ROUTE_PROTO, cluster_rules};
+    let Ok(cluster) = cidr.parse() else { return };
+    let run = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    for rule in cluster_rules(cluster) {
+        let mut args = vec!["-w", "5", "-t", rule.table, "-D", rule.chain];
+        args.extend(rule.args.iter().map(String::as_str));
+        // Kubelets racing each other may have added a rule twice.
+        for _ in 0..5 {
+            if run("iptables", &args).is_none() {
+                break;
+            }
+        }
+    }
+    // Masquerading rules of bridges that are gone (a test adds Docker's for its private
+    // daemons' bridges, and may have been killed before it removed them).
+    let prefix = format!(
+        "-A POSTROUTING -s {}.",
+        cidr.rsplitn(3, '.').last().unwrap_or(cidr)
+    );
+    let nat = run("iptables", &["-w", "5", "-t", "nat", "-S", "POSTROUTING"]).unwrap_or_default();
+    for line in nat
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && l.ends_with("-j MASQUERADE"))
+    {
+        let bridge = line.split_whitespace().skip_while(|w| *w != "-o").nth(1);
+        if bridge.is_some_and(|b| !Path::new("/sys/class/net").join(b).exists()) {
+            let mut args = vec!["-w", "5", "-t", "nat", "-D"];
+            args.extend(line.split_whitespace().skip(1));
+            let _ = run("iptables", &args);
+        }
+    }
+    let routes = run(
+        "ip",
+        &[
+            "-4",
+            "-o",
+            "route",
+            "show",
+            "root",
+            cidr,
+            "proto",
+            ROUTE_PROTO,
+        ],
+    )
+    .unwrap_or_default();
+    for dst in routes.lines().filter_map(|l| l.split_whitespace().next()) {
+        let _ = run("ip", &["route", "del", dst, "proto", ROUTE_PROTO]);
     }
 }
 
@@ -212,13 +286,17 @@ enum Running {
 
 /// An API server and one kubelet node on Docker.
 pub struct TestNode {
-    pub api: TestApiServer,
+    /// Shared by the nodes that joined this one.
+    pub api: Arc<TestApiServer>,
     pub client: Client,
     pub node: String,
     pub root: tempfile::TempDir,
     pub docker: DockerRuntime,
     kubelet: Option<Running>,
-    _claim: CidrClaim,
+    /// The node's own Docker daemon, if it is not on the system's. Dropped after the
+    /// kubelet is stopped.
+    pub dockerd: Option<PrivateDockerd>,
+    claim: Arc<CidrClaim>,
 }
 
 static NODES: AtomicUsize = AtomicUsize::new(0);
@@ -250,20 +328,43 @@ impl TestNode {
         })
         .await?;
         let client = Client::new(Config::new(api.url.parse()?))?;
-        let node = format!(
-            "kl-{}-{}",
-            std::process::id(),
-            NODES.fetch_add(1, Ordering::SeqCst)
-        );
+        let node = next_node_name();
         remove_docker_leftovers(&node);
         Ok(TestNode {
-            api,
+            api: Arc::new(api),
             client,
             node,
             root: tempfile::tempdir()?,
             docker,
             kubelet: None,
-            _claim: claim,
+            dockerd: None,
+            claim: Arc::new(claim),
+        })
+    }
+
+    /// Starts the API server and a private Docker daemon for the node, without a kubelet:
+    /// a node whose Docker a test may stop and start.
+    pub async fn on_private_dockerd() -> anyhow::Result<TestNode> {
+        let mut node = TestNode::without_kubelet().await?;
+        let dockerd = PrivateDockerd::start().await?;
+        node.docker = connect(&dockerd).await?;
+        node.dockerd = Some(dockerd);
+        Ok(node)
+    }
+
+    /// Another node of this node's cluster, on a private Docker daemon of its own; no
+    /// kubelet yet.
+    pub async fn join(&self) -> anyhow::Result<TestNode> {
+        let dockerd = PrivateDockerd::start().await?;
+        Ok(TestNode {
+            api: self.api.clone(),
+            client: self.client.clone(),
+            node: next_node_name(),
+            root: tempfile::tempdir()?,
+            docker: connect(&dockerd).await?,
+            kubelet: None,
+            dockerd: Some(dockerd),
+            claim: self.claim.clone(),
         })
     }
 
@@ -278,6 +379,7 @@ impl TestNode {
         config.backoff_max = Duration::from_secs(10);
         config.pod_cidr_timeout = Duration::from_secs(60);
         config.image_pull_timeout = Duration::from_secs(30);
+        config.docker_socket = self.dockerd.as_ref().map(PrivateDockerd::host);
         Ok(config)
     }
 
@@ -308,6 +410,13 @@ impl TestNode {
             .args(["--port", "0", "--heartbeat-interval", "2s"])
             .args(["--resync-interval", "2s", "--backoff-base", "1s"])
             .args(["--backoff-max", "10s", "--pod-cidr-timeout", "60s"])
+            .args(
+                config
+                    .docker_socket
+                    .iter()
+                    .flat_map(|s| ["--docker-socket", s.as_str()]),
+            )
+            .env_remove("DOCKER_HOST")
             .env_remove("KUBECONFIG")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -339,6 +448,15 @@ impl TestNode {
         }
     }
 
+    /// Whether the kubelet still runs (has not returned, crashed or exited).
+    pub fn kubelet_running(&mut self) -> bool {
+        match &mut self.kubelet {
+            Some(Running::InProcess { task, .. }) => !task.is_finished(),
+            Some(Running::Process(child)) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
     /// Stops the kubelet, leaving its containers running.
     pub fn stop_kubelet(&mut self) {
         match self.kubelet.take() {
@@ -356,7 +474,12 @@ impl TestNode {
 
     /// X of this node's cluster CIDR 10.X.0.0/16.
     pub fn node_octet(&self) -> u8 {
-        self._claim.octet
+        self.claim.octet
+    }
+
+    /// This cluster's CIDR, `10.X.0.0/16`.
+    pub fn cluster_cidr(&self) -> String {
+        self.claim.cluster_cidr()
     }
 
     pub fn pods(&self) -> Api<Pod> {
@@ -480,8 +603,26 @@ impl TestNode {
 impl Drop for TestNode {
     fn drop(&mut self) {
         self.stop_kubelet();
-        remove_docker_leftovers(&self.node);
+        // A private daemon takes everything with it when it is dropped.
+        if self.dockerd.is_none() {
+            remove_docker_leftovers(&self.node);
+        }
     }
+}
+
+/// Test node names are `kl-{pid}-{n}`: unique, and a sweep knows the owning process.
+fn next_node_name() -> String {
+    format!(
+        "kl-{}-{}",
+        std::process::id(),
+        NODES.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+async fn connect(dockerd: &PrivateDockerd) -> anyhow::Result<DockerRuntime> {
+    DockerRuntime::connect(Some(&dockerd.host()))
+        .await
+        .context("connecting to the private Docker daemon")
 }
 
 /// A pod condition's status.

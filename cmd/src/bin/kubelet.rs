@@ -61,6 +61,12 @@ struct Args {
     /// Pods this node takes (status.capacity.pods).
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
+    /// Route other nodes' pod CIDRs to them and accept the cluster's traffic in iptables.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    host_gateway: bool,
+    /// Every pod's address (default: the /16 that holds the node's pod CIDR).
+    #[arg(long)]
+    cluster_cidr: Option<minik8s_kubelet::network::Ipv4Net>,
 }
 
 fn default_node_name() -> String {
@@ -99,6 +105,8 @@ async fn main() -> anyhow::Result<()> {
     config.backoff_base = args.backoff_base;
     config.backoff_max = args.backoff_max;
     config.max_pods = args.max_pods;
+    config.host_gateway = args.host_gateway;
+    config.cluster_cidr = args.cluster_cidr;
     let shutdown = async {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -558,15 +558,24 @@ impl PodWorker {
             Some(sandbox) => sandbox.clone(),
             None => {
                 if observed.sandbox().is_some() {
+                    // A pod that never restarts gets no new sandbox once its containers
+                    // ran (Kubernetes' computePodActions): its phase follows from how
+                    // they ended.
+                    let recreate = policy != "Never" || observed.by_name.is_empty();
+                    if recreate {
+                        self.event(
+                            pod_reference(pod, None),
+                            NORMAL,
+                            "SandboxChanged",
+                            "Pod sandbox changed, it will be killed and re-created.",
+                        );
+                    }
                     // Containers still running were cut off with the old sandbox's network.
-                    self.event(
-                        pod_reference(pod, None),
-                        NORMAL,
-                        "SandboxChanged",
-                        "Pod sandbox changed, it will be killed and re-created.",
-                    );
                     let grace = grace_period(pod);
                     stop_containers(&self.env, &observed.all, grace).await;
+                    if !recreate {
+                        return Ok(());
+                    }
                 }
                 match self
                     .start_sandbox(pod, observed.next_sandbox_attempt(), pass, now)

@@ -545,6 +545,30 @@ async fn a_dead_sandbox_is_replaced_and_its_containers_restarted() {
 }
 
 #[tokio::test]
+async fn a_never_pod_whose_sandbox_died_gets_no_new_one() {
+    let mut h = Harness::new(pod(json!({"restartPolicy": "Never",
+        "containers": [app("main", json!({}))]})));
+    h.sync().await;
+    // Docker went down and took both with it.
+    h.exit("main", 137, 1);
+    h.exit("POD", 0, 1);
+    h.sync().await;
+    let sandboxes: Vec<String> = h
+        .creates()
+        .into_iter()
+        .filter(|n| n.starts_with("k8s_POD_"))
+        .collect();
+    assert_eq!(
+        sandboxes,
+        ["k8s_POD_web_default_uid-1_0"],
+        "no second sandbox"
+    );
+    assert_eq!(h.latest("POD").state, ContainerState::Exited);
+    assert_eq!(h.phase(), "Failed");
+    assert_eq!(h.container_status("main").restart_count, 0);
+}
+
+#[tokio::test]
 async fn settings_reach_the_container() {
     let mut h = Harness::new(pod(json!({
         "nodeName": "node-1",
