@@ -9,6 +9,7 @@ pub mod duration;
 pub mod manifest;
 pub mod names;
 pub mod quantity;
+pub mod remotecommand;
 pub mod resource;
 pub mod selector;
 pub mod table;
