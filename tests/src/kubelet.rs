@@ -532,9 +532,15 @@ pub fn waiting_reason<'a>(pod: &'a Pod, name: &str) -> Option<&'a str> {
 /// Builds the `kubelet` binary (once per process) next to the running test's, and
 /// returns its path.
 pub fn kubelet_binary() -> anyhow::Result<PathBuf> {
-    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    cmd_binary("kubelet")
+}
+
+/// Builds a binary of `minik8s-cmd` (once per process and name) next to the running
+/// test's, and returns its path.
+pub fn cmd_binary(name: &str) -> anyhow::Result<PathBuf> {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(path) = built.as_ref() {
+    if let Some((_, path)) = built.iter().find(|(n, _)| n == name) {
         return Ok(path.clone());
     }
     // .../target/{profile}/deps/{test binary}
@@ -554,16 +560,18 @@ pub fn kubelet_binary() -> anyhow::Result<PathBuf> {
     let mut command = Command::new(cargo);
     command
         .current_dir(repo_root())
-        .args(["build", "--quiet", "-p", "minik8s-cmd", "--bin", "kubelet"])
+        .args(["build", "--quiet", "-p", "minik8s-cmd", "--bin", name])
         .env("CARGO_TARGET_DIR", target_dir);
     if profile == "release" {
         command.arg("--release");
     }
-    let status = command.status().context("building the kubelet binary")?;
+    let status = command
+        .status()
+        .with_context(|| format!("building the {name} binary"))?;
     if !status.success() {
-        bail!("building the kubelet binary failed");
+        bail!("building the {name} binary failed");
     }
-    let path = profile_dir.join("kubelet");
-    *built = Some(path.clone());
+    let path = profile_dir.join(name);
+    built.push((name.to_string(), path.clone()));
     Ok(path)
 }
