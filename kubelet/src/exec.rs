@@ -170,9 +170,38 @@ async fn session(
     protocol: String,
 ) {
     let (mut sink, mut incoming) = socket.split();
+    // A terminal's first size comes right after the upgrade: waiting for it (briefly) and
+    // applying it as soon as the command starts means the command sees the right size
+    // from its start, as far as Docker allows (its API 1.41 takes no size at start).
+    let mut early = Vec::new();
+    let mut size = None;
+    if spec.tty {
+        let wait = tokio::time::sleep(Duration::from_secs(1));
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                message = incoming.next() => match message {
+                    Some(Ok(Message::Binary(data))) => {
+                        if let Some((Channel::Resize, json)) = remotecommand::parse(&data) {
+                            size = serde_json::from_slice::<TerminalSize>(json).ok();
+                            break;
+                        }
+                        early.push(Message::Binary(data));
+                    }
+                    Some(Ok(other)) => early.push(other),
+                    _ => break,
+                },
+                _ = &mut wait => break,
+            }
+        }
+    }
+    let mut incoming = futures::stream::iter(early.into_iter().map(Ok)).chain(incoming);
     let status = match runtime.exec_attached(&container_id, &spec).await {
         Err(e) => remotecommand::failure_status(e.to_string()),
         Ok(exec) => {
+            if let Some(size) = size {
+                let _ = runtime.resize_exec(&exec.id, size.width, size.height).await;
+            }
             // As Kubernetes' kubelet does: an empty message tells the client the session
             // is established.
             let first = if spec.stdout {
