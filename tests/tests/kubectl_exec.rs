@@ -47,13 +47,20 @@ impl Kubectls {
     }
 
     async fn run(&self, bin: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        use tokio::io::AsyncWriteExt;
+        let mut full: Vec<std::ffi::OsString> = vec![
+            "--kubeconfig".into(),
+            self.kubeconfig.clone().into(),
+            "--cache-dir".into(),
+            self.dir.path().join("cache").into(),
+        ];
         // The connection flags first: after `--`, everything is the command's.
+        full.extend(args.iter().map(Into::into));
+        self.spawn(bin, &full, stdin).await
+    }
+
+    async fn spawn(&self, bin: &Path, args: &[std::ffi::OsString], stdin: Option<&[u8]>) -> Output {
+        use tokio::io::AsyncWriteExt;
         let mut child = tokio::process::Command::new(bin)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
             .args(args)
             .env_remove("KUBECONFIG")
             .stdin(std::process::Stdio::piped())
@@ -63,19 +70,27 @@ impl Kubectls {
             .spawn()
             .expect("kubectl starts");
         let mut input = child.stdin.take().unwrap();
-        let data = stdin.map(<[u8]>::to_vec);
-        // Written while the output is read: a large input must not wait for its echo.
-        let writer = tokio::spawn(async move {
-            if let Some(data) = data {
-                let _ = input.write_all(&data).await;
+        // With data, stdin is written while the output is read, so that a large input
+        // does not wait for its echo, and then closed; without, it stays open to the end
+        // (`script` ends its session when its stdin ends).
+        let (writer, kept) = match stdin {
+            Some(data) => {
+                let data = data.to_vec();
+                let writer = tokio::spawn(async move {
+                    let _ = input.write_all(&data).await;
+                });
+                (Some(writer), None)
             }
-            drop(input);
-        });
+            None => (None, Some(input)),
+        };
         let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
             .await
             .unwrap_or_else(|_| panic!("{} {args:?} finished in time", bin.display()))
             .unwrap();
-        writer.await.unwrap();
+        if let Some(writer) = writer {
+            writer.await.unwrap();
+        }
+        drop(kept);
         Output {
             code: out.status.code().unwrap_or(-1),
             out: out.stdout,
@@ -250,5 +265,32 @@ async fn errors_before_the_command_runs() {
         assert_eq!(real.code, 1, "{args:?}: {real:?}");
         assert!(ours.err.contains(want), "{args:?}: {}", ours.err);
         assert_eq!(ours.err, real.err, "{args:?}");
+    }
+}
+
+/// Polls the remote terminal's size until it is the local one's: Docker applies a size
+/// only once the command runs, so a command may start a moment before it has it (as with
+/// Kubernetes on containerd).
+const POLL_SIZE: &str = "for i in $(seq 50); do s=$(stty size 2>/dev/null); [ \"$s\" = \"45 123\" ] \
+    && break; sleep 0.1; done; echo \"size $s\"";
+
+/// `-it` on a terminal (a pseudo-terminal made by `script`): the remote command gets a
+/// terminal of the local one's size, and its exit code still comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_gets_its_size() {
+    let node = TestNode::start().await.unwrap();
+    two_containers(&node).await;
+    let k = Kubectls::new(&node);
+    for (who, bin) in k.both() {
+        let line = format!(
+            "stty cols 123 rows 45; {} --kubeconfig {} --cache-dir {} exec -it two -c main -- sh -c '{POLL_SIZE}; exit 4'",
+            bin.display(),
+            k.kubeconfig.display(),
+            k.dir.path().join("cache").display()
+        );
+        let args = ["-qec".into(), line.into(), "/dev/null".into()];
+        let out = k.spawn(Path::new("script"), &args, None).await;
+        assert_eq!(out.code, 4, "{who}: {out:?}");
+        assert!(out.out().contains("size 45 123"), "{who}: {:?}", out.out());
     }
 }
