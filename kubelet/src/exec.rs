@@ -252,23 +252,30 @@ async fn session(
                 }
             });
             let mut output = exec.output;
+            let mut reader = reader;
             let mut failure = None;
-            while let Some(item) = output.next().await {
-                match item {
-                    Ok((stream, bytes)) => {
-                        let channel = match stream {
-                            ExecStream::Stdout => Channel::Stdout,
-                            ExecStream::Stderr => Channel::Stderr,
-                        };
-                        if sink.send(binary(channel, &bytes)).await.is_err() {
-                            reader.abort();
-                            return;
+            loop {
+                tokio::select! {
+                    item = output.next() => match item {
+                        None => break,
+                        Some(Ok((stream, bytes))) => {
+                            let channel = match stream {
+                                ExecStream::Stdout => Channel::Stdout,
+                                ExecStream::Stderr => Channel::Stderr,
+                            };
+                            if sink.send(binary(channel, &bytes)).await.is_err() {
+                                reader.abort();
+                                return;
+                            }
                         }
-                    }
-                    Err(e) => {
-                        failure = Some(e.to_string());
-                        break;
-                    }
+                        Some(Err(e)) => {
+                            failure = Some(e.to_string());
+                            break;
+                        }
+                    },
+                    // The client is gone: the command goes on in the container, detached,
+                    // as with Kubernetes; nothing is left waiting for its output here.
+                    _ = &mut reader => return,
                 }
             }
             reader.abort();
