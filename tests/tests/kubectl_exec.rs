@@ -234,6 +234,20 @@ async fn errors_before_the_command_runs() {
     })
     .await
     .unwrap();
+    // Done: its only container exited 0.
+    node.create_pod(json!({
+        "metadata": {"name": "done"},
+        "spec": {"restartPolicy": "Never",
+                 "containers": [{"name": "app", "image": BUSYBOX,
+                                 "imagePullPolicy": "IfNotPresent", "command": ["true"]}]}
+    }))
+    .await
+    .unwrap();
+    node.wait_pod("done", "Succeeded", Duration::from_secs(60), |p| {
+        minik8s_tests::kubelet::phase(p) == "Succeeded"
+    })
+    .await
+    .unwrap();
     // Never scheduled: no node has the label.
     let unscheduled: minik8s_api::k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nowhere"},
@@ -257,6 +271,10 @@ async fn errors_before_the_command_runs() {
             &["exec", "nowhere", "--", "ls"],
             "pod nowhere does not have a host assigned",
         ),
+        (
+            &["exec", "done", "--", "ls"],
+            "error: cannot exec into a container in a completed pod; current phase is Succeeded\n",
+        ),
     ];
     for (args, want) in cases {
         let ours = k.run(&k.ours, args, None).await;
@@ -266,6 +284,19 @@ async fn errors_before_the_command_runs() {
         assert!(ours.err.contains(want), "{args:?}: {}", ours.err);
         assert_eq!(ours.err, real.err, "{args:?}");
     }
+    // A plain request, without the upgrade: a Status saying what is missing.
+    let response = reqwest::get(format!(
+        "{}/api/v1/namespaces/default/pods/two/exec?command=ls&stdout=true&container=main",
+        node.api.url
+    ))
+    .await
+    .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let status: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        (&status["kind"], &status["message"]),
+        (&json!("Status"), &json!("Upgrade request required"))
+    );
 }
 
 /// Polls the remote terminal's size until it is the local one's: Docker applies a size
