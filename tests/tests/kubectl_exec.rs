@@ -306,7 +306,8 @@ const POLL_SIZE: &str = "for i in $(seq 50); do s=$(stty size 2>/dev/null); [ \"
     && break; sleep 0.1; done; echo \"size $s\"";
 
 /// `-it` on a terminal (a pseudo-terminal made by `script`): the remote command gets a
-/// terminal of the local one's size, and its exit code still comes back.
+/// terminal of the local one's size, its exit code still comes back, and the local
+/// terminal's settings are as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminal_gets_its_size() {
     let node = TestNode::start().await.unwrap();
@@ -314,7 +315,7 @@ async fn a_terminal_gets_its_size() {
     let k = Kubectls::new(&node);
     for (who, bin) in k.both() {
         let line = format!(
-            "stty cols 123 rows 45; {} --kubeconfig {} --cache-dir {} exec -it two -c main -- sh -c '{POLL_SIZE}; exit 4'",
+            "stty cols 123 rows 45; before=$(stty -g); {} --kubeconfig {} --cache-dir {} exec -it two -c main -- sh -c '{POLL_SIZE}; exit 4'; code=$?; [ \"$(stty -g)\" = \"$before\" ] && echo restored; exit $code",
             bin.display(),
             k.kubeconfig.display(),
             k.dir.path().join("cache").display()
@@ -323,5 +324,7 @@ async fn a_terminal_gets_its_size() {
         let out = k.spawn(Path::new("script"), &args, None).await;
         assert_eq!(out.code, 4, "{who}: {out:?}");
         assert!(out.out().contains("size 45 123"), "{who}: {:?}", out.out());
+        // Raw mode lasted for the session only.
+        assert!(out.out().contains("restored"), "{who}: {:?}", out.out());
     }
 }
