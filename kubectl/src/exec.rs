@@ -20,7 +20,11 @@ use crate::session::{Io, Session};
 pub struct ExecArgs {
     /// The pod (`NAME` or `pod/NAME`).
     #[arg(value_name = "POD")]
-    pub target: Vec<String>,
+    pub pod: Option<String>,
+
+    /// A command without `--`: the old form, refused with kubectl's message.
+    #[arg(hide = true)]
+    pub legacy_command: Vec<String>,
 
     /// The command and its arguments, after `--`.
     #[arg(last = true, value_name = "COMMAND")]
@@ -44,13 +48,13 @@ pub struct ExecArgs {
 }
 
 pub async fn run(args: ExecArgs, session: &mut Session, io: &mut Io<'_>) -> Result<()> {
-    let Some(target) = args.target.first() else {
+    let Some(target) = &args.pod else {
         return Err(Error::usage(
             "exec",
             "expected 'exec (POD | TYPE/NAME) COMMAND [ARG1] [ARG2] ... [ARGN]'.\nPOD or TYPE/NAME is a required argument for the exec command",
         ));
     };
-    if args.target.len() > 1 {
+    if !args.legacy_command.is_empty() {
         return Err(Error::usage(
             "exec",
             "exec [POD] [COMMAND] is not supported anymore. Use exec [POD] -- [COMMAND] instead",
