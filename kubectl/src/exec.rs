@@ -49,10 +49,7 @@ pub struct ExecArgs {
 
 pub async fn run(args: ExecArgs, session: &mut Session, io: &mut Io<'_>) -> Result<()> {
     let Some(target) = &args.pod else {
-        return Err(Error::usage(
-            "exec",
-            "expected 'exec (POD | TYPE/NAME) COMMAND [ARG1] [ARG2] ... [ARGN]'.\nPOD or TYPE/NAME is a required argument for the exec command",
-        ));
+        return Err(Error::msg("pod, type/name or --filename must be specified"));
     };
     if !args.legacy_command.is_empty() {
         return Err(Error::usage(
