@@ -259,6 +259,18 @@ async fn errors_before_the_command_runs() {
     let k = Kubectls::new(&node);
     let cases: &[(&[&str], &str)] = &[
         (
+            &["exec", "--", "ls"],
+            "error: pod, type/name or --filename must be specified\n",
+        ),
+        (
+            &["exec", "two", "ls"],
+            "error: exec [POD] [COMMAND] is not supported anymore. Use exec [POD] -- [COMMAND] instead\nSee 'kubectl exec -h' for help and examples\n",
+        ),
+        (
+            &["exec", "two"],
+            "error: you must specify at least one command for the container\n",
+        ),
+        (
             &["exec", "missing", "--", "ls"],
             "Error from server (NotFound): pods \"missing\" not found\n",
         ),
