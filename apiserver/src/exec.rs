@@ -20,6 +20,8 @@ use crate::object;
 
 /// How long the relay waits for the kubelet's side to end after the client left.
 const DRAIN: Duration = Duration::from_secs(5);
+/// How long the kubelet has to accept the exec's WebSocket.
+const CONNECT: Duration = Duration::from_secs(10);
 
 /// The query of an exec request, in Kubernetes' names (`PodExecOptions`).
 #[derive(Debug, Default, PartialEq)]
@@ -139,16 +141,22 @@ pub async fn pod_exec(state: &AppState, ns: &str, name: &str, req: Request) -> R
             .headers_mut()
             .insert(axum::http::header::SEC_WEBSOCKET_PROTOCOL, v);
     }
-    let (kubelet, response) = match tokio_tungstenite::connect_async(request).await {
-        Ok(ok) => ok,
-        Err(tungstenite::Error::Http(response)) => {
+    let connect = tokio::time::timeout(CONNECT, tokio_tungstenite::connect_async(request));
+    let (kubelet, response) = match connect.await {
+        Err(_) => {
+            return Err(ApiError::Unavailable(format!(
+                "the kubelet on {node_name} did not answer within {CONNECT:?}"
+            )));
+        }
+        Ok(Ok(ok)) => ok,
+        Ok(Err(tungstenite::Error::Http(response))) => {
             return Err(kubelet_refusal(
                 response.status().as_u16(),
                 response.body().as_deref().unwrap_or_default(),
                 &node_name,
             ));
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             return Err(ApiError::Unavailable(format!(
                 "the kubelet on {node_name} is not reachable: {e}"
             )));
