@@ -139,16 +139,27 @@ pub async fn run(args: ExecArgs, session: &mut Session, io: &mut Io<'_>) -> Resu
                 .map_err(|_| Error::msg("the token is not a valid header value"))?,
         );
     }
-    let (socket, response) = match tokio_tungstenite::connect_async(request).await {
-        Ok(ok) => ok,
-        Err(tungstenite::Error::Http(response)) => {
+    let config = session.config()?;
+    // The API server answers only once the kubelet accepted (it gives it 10 s): the
+    // limit is well above that.
+    let connect = tokio_tungstenite::connect_async(request);
+    let (socket, response) = match tokio::time::timeout(config.connect_timeout * 3, connect).await {
+        Err(_) => {
+            return Err(Error::msg(format!(
+                "unable to upgrade connection: no answer from {} within {:?}",
+                client.server(),
+                config.connect_timeout * 3
+            )));
+        }
+        Ok(Ok(ok)) => ok,
+        Ok(Err(tungstenite::Error::Http(response))) => {
             let code = response.status().as_u16();
             let body = response.body().clone().unwrap_or_default();
             return Err(Error::Client(minik8s_client::Error::from_response(
                 code, &body,
             )));
         }
-        Err(e) => return Err(Error::msg(format!("unable to upgrade connection: {e}"))),
+        Ok(Err(e)) => return Err(Error::msg(format!("unable to upgrade connection: {e}"))),
     };
     let protocol = response
         .headers()
