@@ -131,7 +131,8 @@ pub async fn run(args: ExecArgs, session: &mut Session, io: &mut Io<'_>) -> Resu
             .parse()
             .map_err(|_| Error::msg("protocol header"))?,
     );
-    if let Some(token) = session.config()?.token.filter(|t| !t.is_empty()) {
+    let config = session.config()?;
+    if let Some(token) = config.token.as_deref().filter(|t| !t.is_empty()) {
         headers.insert(
             "Authorization",
             format!("Bearer {token}")
@@ -139,7 +140,6 @@ pub async fn run(args: ExecArgs, session: &mut Session, io: &mut Io<'_>) -> Resu
                 .map_err(|_| Error::msg("the token is not a valid header value"))?,
         );
     }
-    let config = session.config()?;
     // The API server answers only once the kubelet accepted (it gives it 10 s): the
     // limit is well above that.
     let connect = tokio_tungstenite::connect_async(request);
@@ -173,9 +173,9 @@ pub async fn run(args: ExecArgs, session: &mut Session, io: &mut Io<'_>) -> Resu
     } else {
         None
     };
-    let _raw = if tty { RawMode::enable() } else { None };
+    let raw = if tty { RawMode::enable() } else { None };
     let outcome = stream(socket, &protocol, input, tty, io).await;
-    drop(_raw);
+    drop(raw);
     match outcome? {
         Outcome::Success => Ok(()),
         Outcome::ExitCode(code) => Err(Error::ExitCode(code)),
@@ -186,8 +186,9 @@ pub async fn run(args: ExecArgs, session: &mut Session, io: &mut Io<'_>) -> Resu
 /// Stdin as chunks, `None` at its end. The process's own stdin is read on a thread of its
 /// own that is left behind when the command ends first (the process exits then), as
 /// kubectl's goroutine is; any other reader is read whole now.
-fn stdin_chunks(io: &mut Io<'_>) -> mpsc::UnboundedReceiver<Option<Vec<u8>>> {
-    let (tx, rx) = mpsc::unbounded_channel();
+fn stdin_chunks(io: &mut Io<'_>) -> mpsc::Receiver<Option<Vec<u8>>> {
+    // Bounded: a large input is read no faster than the connection takes it.
+    let (tx, rx) = mpsc::channel(8);
     if io.process_stdin {
         std::thread::spawn(move || {
             let mut stdin = std::io::stdin();
@@ -195,11 +196,11 @@ fn stdin_chunks(io: &mut Io<'_>) -> mpsc::UnboundedReceiver<Option<Vec<u8>>> {
             loop {
                 match stdin.read(&mut buf) {
                     Ok(0) | Err(_) => {
-                        let _ = tx.send(None);
+                        let _ = tx.blocking_send(None);
                         return;
                     }
                     Ok(n) => {
-                        if tx.send(Some(buf[..n].to_vec())).is_err() {
+                        if tx.blocking_send(Some(buf[..n].to_vec())).is_err() {
                             return;
                         }
                     }
@@ -210,9 +211,9 @@ fn stdin_chunks(io: &mut Io<'_>) -> mpsc::UnboundedReceiver<Option<Vec<u8>>> {
         let mut all = Vec::new();
         let _ = io.stdin.read_to_end(&mut all);
         if !all.is_empty() {
-            let _ = tx.send(Some(all));
+            let _ = tx.try_send(Some(all));
         }
-        let _ = tx.send(None);
+        let _ = tx.try_send(None);
     }
     rx
 }
@@ -239,7 +240,7 @@ fn resize_message() -> Option<Message> {
 async fn stream<S>(
     socket: tokio_tungstenite::WebSocketStream<S>,
     protocol: &str,
-    mut input: Option<mpsc::UnboundedReceiver<Option<Vec<u8>>>>,
+    mut input: Option<mpsc::Receiver<Option<Vec<u8>>>>,
     tty: bool,
     io: &mut Io<'_>,
 ) -> Result<Outcome>
@@ -303,9 +304,7 @@ where
 }
 
 /// The next stdin chunk; never, once stdin is done.
-async fn recv(
-    input: &mut Option<mpsc::UnboundedReceiver<Option<Vec<u8>>>>,
-) -> Option<Option<Vec<u8>>> {
+async fn recv(input: &mut Option<mpsc::Receiver<Option<Vec<u8>>>>) -> Option<Option<Vec<u8>>> {
     match input {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
