@@ -22,6 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::discovery;
 use crate::error::{ApiError, MAX_BODY_BYTES, Result};
+use crate::exec;
 use crate::object;
 use crate::patch::PatchType;
 use crate::printers::{self, IncludeObject};
@@ -293,6 +294,21 @@ async fn core_v1(
         .strip_prefix("/api/v1/")
         .unwrap_or("")
         .to_string();
+    // exec needs the whole request, for its upgrade.
+    if let Ok(Target {
+        resource,
+        namespace: Some(ns),
+        name: Some(name),
+        subresource: Some(sub),
+    }) = parse_target("", &path)
+        && resource.plural == "pods"
+        && sub == "exec"
+        && matches!(method, Method::GET | Method::POST)
+    {
+        return exec::pod_exec(&state, &ns, &name, req)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
     match handle(state, method, "", &path, &uri, headers, req.into_body()).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
@@ -466,15 +482,9 @@ async fn handle(
     }
 }
 
-/// `pods/{name}/log`: finds the pod's node and streams the container's log from that
-/// node's kubelet.
-async fn pod_log(
-    state: &AppState,
-    ns: &str,
-    name: &str,
-    query: &HashMap<String, String>,
-) -> Result<Response> {
-    let pod = state.registry.get(&resource::PODS, Some(ns), name).await?;
+/// The container a request about a pod names with `container`: one of the pod's, or
+/// its only app container when none is named.
+pub(crate) fn pod_container(pod: &Value, name: &str, requested: Option<&String>) -> Result<String> {
     let names = |key: &str| -> Vec<String> {
         pod["spec"][key]
             .as_array()
@@ -484,14 +494,12 @@ async fn pod_log(
             .collect()
     };
     let (apps, inits) = (names("containers"), names("initContainers"));
-    let container = match query.get("container").filter(|c| !c.is_empty()) {
-        Some(c) if apps.contains(c) || inits.contains(c) => c.clone(),
-        Some(c) => {
-            return Err(ApiError::BadRequest(format!(
-                "container {c} is not valid for pod {name}"
-            )));
-        }
-        None if apps.len() == 1 => apps[0].clone(),
+    match requested.filter(|c| !c.is_empty()) {
+        Some(c) if apps.contains(c) || inits.contains(c) => Ok(c.clone()),
+        Some(c) => Err(ApiError::BadRequest(format!(
+            "container {c} is not valid for pod {name}"
+        ))),
+        None if apps.len() == 1 => Ok(apps[0].clone()),
         None => {
             let mut msg = format!(
                 "a container name must be specified for pod {name}, choose one of: [{}]",
@@ -503,14 +511,53 @@ async fn pod_log(
                     inits.join(" ")
                 ));
             }
-            return Err(ApiError::BadRequest(msg));
+            Err(ApiError::BadRequest(msg))
         }
-    };
-    let status = ["containerStatuses", "initContainerStatuses"]
+    }
+}
+
+/// The status of one of the pod's containers (app or init).
+pub(crate) fn container_status<'a>(pod: &'a Value, container: &str) -> Option<&'a Value> {
+    ["containerStatuses", "initContainerStatuses"]
         .iter()
         .filter_map(|k| pod["status"][k].as_array())
         .flatten()
-        .find(|s| s["name"] == container.as_str());
+        .find(|s| s["name"] == container)
+}
+
+/// `http://{InternalIP}:{kubelet port}/` of a node.
+pub(crate) async fn kubelet_url(state: &AppState, node_name: &str) -> Result<reqwest::Url> {
+    let node = state
+        .registry
+        .get(&resource::NODES, None, node_name)
+        .await?;
+    let ip = node["status"]["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["type"] == "InternalIP")
+        .and_then(|a| a["address"].as_str())
+        .ok_or_else(|| {
+            ApiError::Unavailable(format!("node {node_name} has no InternalIP address"))
+        })?;
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_i64()
+        .unwrap_or(10250);
+    reqwest::Url::parse(&format!("http://{ip}:{port}/"))
+        .map_err(|e| ApiError::Internal(format!("kubelet address: {e}")))
+}
+
+/// `pods/{name}/log`: finds the pod's node and streams the container's log from that
+/// node's kubelet.
+async fn pod_log(
+    state: &AppState,
+    ns: &str,
+    name: &str,
+    query: &HashMap<String, String>,
+) -> Result<Response> {
+    let pod = state.registry.get(&resource::PODS, Some(ns), name).await?;
+    let container = pod_container(&pod, name, query.get("container"))?;
+    let status = container_status(&pod, &container);
     let started = status.is_some_and(|s| {
         s["state"]["running"].is_object()
             || s["state"]["terminated"].is_object()
@@ -525,24 +572,7 @@ async fn pod_log(
             "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
         )));
     }
-    let node = state
-        .registry
-        .get(&resource::NODES, None, &node_name)
-        .await?;
-    let ip = node["status"]["addresses"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|a| a["type"] == "InternalIP")
-        .and_then(|a| a["address"].as_str())
-        .ok_or_else(|| {
-            ApiError::Unavailable(format!("node {node_name} has no InternalIP address"))
-        })?;
-    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
-        .as_i64()
-        .unwrap_or(10250);
-    let mut url = reqwest::Url::parse(&format!("http://{ip}:{port}/"))
-        .map_err(|e| ApiError::Internal(format!("kubelet address: {e}")))?;
+    let mut url = kubelet_url(state, &node_name).await?;
     url.path_segments_mut()
         .map_err(|_| ApiError::Internal("kubelet address".to_string()))?
         .extend(["containerLogs", ns, name, &container]);

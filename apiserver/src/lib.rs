@@ -7,6 +7,7 @@
 pub mod controllers;
 pub mod discovery;
 pub mod error;
+pub mod exec;
 pub mod http;
 pub mod object;
 pub mod patch;

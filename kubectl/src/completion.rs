@@ -289,7 +289,7 @@ mod tests {
         ] {
             assert!(b.contains(want), "bash script lacks {want:?}");
         }
-        assert!(!b.contains(" exec"), "hidden verbs are not offered");
+        assert!(b.contains("logs exec version"), "every verb is offered");
         assert!(zsh().contains("bashcompinit"));
         let f = fish();
         assert!(

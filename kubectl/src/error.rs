@@ -46,6 +46,10 @@ pub enum Error {
     #[error("{} errors occurred", .0.len())]
     Many(Vec<Error>),
 
+    /// The command run by `exec` exited with this code, which becomes kubectl's.
+    #[error("command terminated with exit code {0}")]
+    ExitCode(u8),
+
     /// Writing the output failed (a closed pipe, for example).
     #[error("writing the output: {0}")]
     Output(#[from] std::io::Error),
@@ -82,6 +86,14 @@ impl Error {
 
     pub fn is_not_found(&self) -> bool {
         self.client_error().is_some_and(|e| e.is_not_found())
+    }
+
+    /// kubectl's exit code after this error: 1, or the code of the command `exec` ran.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::ExitCode(code) => i32::from(*code),
+            _ => 1,
+        }
     }
 
     /// How kubectl prints the error as one of several: a server error on one line, even
@@ -126,6 +138,7 @@ impl Error {
             }
             Error::Message(m) => with_error_prefix(m),
             Error::Plain(m) => format!("{}\n", m.trim_end_matches('\n')),
+            Error::ExitCode(code) => format!("command terminated with exit code {code}\n"),
             Error::Many(errors) => errors.iter().map(Error::render_in_list).collect(),
             Error::Output(e) => with_error_prefix(&format!("writing the output: {e}")),
         }

@@ -17,6 +17,7 @@ pub mod create;
 pub mod delete;
 pub mod describe;
 pub mod error;
+pub mod exec;
 pub mod get;
 pub mod logs;
 pub mod manifests;
@@ -63,9 +64,8 @@ pub enum Command {
     Delete(delete::DeleteArgs),
     /// Print the logs for a container in a pod.
     Logs(logs::LogsArgs),
-    /// Execute a command in a container (not supported yet).
-    #[command(hide = true)]
-    Exec(ExecArgs),
+    /// Execute a command in a container.
+    Exec(exec::ExecArgs),
     /// Print the client and server version information.
     Version(version::VersionArgs),
     /// Print the supported API resources on the server.
@@ -74,28 +74,30 @@ pub enum Command {
     Completion(completion::CompletionArgs),
 }
 
-#[derive(clap::Args, Debug)]
-pub struct ExecArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
-}
-
 /// Runs kubectl with `args` (the program name first, as in `std::env::args_os`) and
-/// returns the exit code: 0, or 1 after printing what went wrong to `stderr`.
+/// returns the exit code: 0, or 1 after printing what went wrong to `stderr` (or the
+/// exit code of the command `exec` ran).
 pub async fn run(
     args: Vec<OsString>,
     stdin: &mut dyn Read,
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
-        Err(e) => return report_usage(e, stdout, stderr),
-    };
-    let mut io = Io {
+    let io = Io {
         stdin,
         out: stdout,
         err: stderr,
+        process_stdin: false,
+    };
+    run_with(args, io).await
+}
+
+/// [`run`] with the streams given as [`Io`]: the binary says there that stdin is the
+/// process's own.
+pub async fn run_with(args: Vec<OsString>, mut io: Io<'_>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return report_usage(e, io.out, io.err),
     };
     let mut session = Session::new(cli.connection);
     let result = dispatch(cli.command, &mut session, &mut io).await;
@@ -107,7 +109,7 @@ pub async fn run(
         Err(e) => {
             let _ = io.err.write_all(e.render().as_bytes());
             let _ = io.err.flush();
-            1
+            e.exit_code()
         }
     }
 }
@@ -120,9 +122,7 @@ async fn dispatch(command: Command, session: &mut Session, io: &mut Io<'_>) -> R
         Command::Describe(args) => describe::run(args, session, io).await,
         Command::Delete(args) => delete::run(args, session, io).await,
         Command::Logs(args) => logs::run(args, session, io).await,
-        Command::Exec(_) => Err(Error::msg(
-            "exec is not supported by this kubectl yet: it needs the kubelet to run commands in containers",
-        )),
+        Command::Exec(args) => exec::run(args, session, io).await,
         Command::Version(args) => version::run(args, session, io).await,
         Command::ApiResources(args) => api_resources::run(args, session, io).await,
         Command::Completion(args) => completion::run(args, io),
@@ -224,9 +224,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn exec_says_it_is_not_supported() {
-        let (code, _, err) = kubectl(&["exec", "web", "--", "ls"]).await;
+    async fn exec_usage_mistakes_read_like_kubectl() {
+        let (code, _, err) = kubectl(&["exec", "--", "ls"]).await;
         assert_eq!(code, 1);
-        assert!(err.starts_with("error: exec is not supported"), "{err}");
+        assert_eq!(
+            err,
+            "error: pod, type/name or --filename must be specified\n"
+        );
+        let (code, _, err) = kubectl(&["exec", "web", "ls"]).await;
+        assert_eq!(code, 1);
+        assert!(
+            err.starts_with("error: exec [POD] [COMMAND] is not supported anymore"),
+            "{err}"
+        );
+        let (code, _, err) = kubectl(&["exec", "web"]).await;
+        assert_eq!(code, 1);
+        assert_eq!(
+            err,
+            "error: you must specify at least one command for the container\n"
+        );
     }
 }

@@ -81,7 +81,7 @@ pub async fn run(args: LogsArgs, session: &mut Session, io: &mut Io<'_>) -> Resu
     let pod = api.get(&name).await?;
     let container = match container_arg {
         Some(c) => c,
-        None => choose_container(&pod, io)?,
+        None => choose_container(&pod, false, io)?,
     };
     let params = LogParams {
         container: Some(container),
@@ -106,8 +106,8 @@ pub async fn run(args: LogsArgs, session: &mut Session, io: &mut Io<'_>) -> Resu
 }
 
 /// The container kubectl picks when none is named: the only one, or the one the
-/// default-container annotation names, or the first (saying so on stderr).
-fn choose_container(pod: &Value, io: &mut Io<'_>) -> Result<String> {
+/// default-container annotation names, or the first (saying so on stderr unless `quiet`).
+pub(crate) fn choose_container(pod: &Value, quiet: bool, io: &mut Io<'_>) -> Result<String> {
     let names = |key: &str| -> Vec<String> {
         pod["spec"][key]
             .as_array()
@@ -129,7 +129,7 @@ fn choose_container(pod: &Value, io: &mut Io<'_>) -> Result<String> {
             pod["metadata"]["name"].as_str().unwrap_or_default()
         )));
     };
-    if containers.len() + init.len() > 1 {
+    if containers.len() + init.len() > 1 && !quiet {
         let mut all: Vec<String> = containers.clone();
         all.extend(init.iter().map(|c| format!("{c} (init)")));
         writeln!(

@@ -48,12 +48,16 @@ pub struct Io<'a> {
     pub stdin: &'a mut dyn Read,
     pub out: &'a mut dyn Write,
     pub err: &'a mut dyn Write,
+    /// `stdin` is this process's standard input: `exec` may then read it on a thread of
+    /// its own and put a terminal there into raw mode.
+    pub process_stdin: bool,
 }
 
 /// The connection, made on first use.
 pub struct Session {
     flags: ConnectionFlags,
     client: Option<Client>,
+    config: Option<Config>,
 }
 
 impl Session {
@@ -61,6 +65,7 @@ impl Session {
         Session {
             flags,
             client: None,
+            config: None,
         }
     }
 
@@ -84,9 +89,19 @@ impl Session {
             })?;
             config.timeout = (!timeout.is_zero()).then_some(timeout);
         }
-        let client = Client::new(config)?;
+        let client = Client::new(config.clone())?;
         self.client = Some(client.clone());
+        self.config = Some(config);
         Ok(client)
+    }
+
+    /// The configuration the client was made from (for connections the client does not
+    /// make itself, such as exec's WebSocket).
+    pub fn config(&mut self) -> Result<Config> {
+        self.client()?;
+        self.config
+            .clone()
+            .ok_or_else(|| Error::msg("no configuration was loaded"))
     }
 
     /// The namespace to work in: `-n`, else the context's, else `default`.

@@ -152,6 +152,7 @@ mod tests {
             stdin: &mut std::io::empty(),
             out: &mut out,
             err: &mut err,
+            process_stdin: false,
         };
         let args = VersionArgs {
             client: true,

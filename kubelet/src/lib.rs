@@ -1,10 +1,10 @@
 //! The MiniK8s kubelet: the node agent that runs the pods bound to its node on Docker.
 //!
 //! [`run`] registers the node and keeps it `Ready`, waits for the API server to assign
-//! the node's pod CIDR and makes it a Docker bridge network, serves container logs, and
-//! runs one reconciling worker per pod (see [`pod::worker`]). Everything it knows about
-//! running pods is read back from Docker labels, so a restarted kubelet adopts the
-//! containers of the one before without restarting them.
+//! the node's pod CIDR and makes it a Docker bridge network, serves container logs and
+//! exec, and runs one reconciling worker per pod (see [`pod::worker`]). Everything it
+//! knows about running pods is read back from Docker labels, so a restarted kubelet
+//! adopts the containers of the one before without restarting them.
 //!
 //! The container runtime is behind [`ContainerRuntime`]: [`DockerRuntime`] for real,
 //! [`FakeRuntime`] for tests of the pod worker.
@@ -13,6 +13,7 @@ pub mod backoff;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod exec;
 pub mod hosts;
 pub mod labels;
 pub mod logs;
@@ -138,10 +139,11 @@ pub async fn run_with_runtime(
     });
 
     let server = {
-        let router = logs::router(runtime.clone(), &config.node_name);
+        let router = logs::router(runtime.clone(), &config.node_name)
+            .merge(exec::router(runtime.clone(), &config.node_name));
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "the log server stopped");
+                tracing::error!(error = %e, "the kubelet's HTTP server stopped");
             }
         })
     };

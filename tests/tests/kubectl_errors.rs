@@ -262,8 +262,8 @@ async fn usage_mistakes() {
             "error: expected 'logs [-f] [-p] (POD | TYPE/NAME) [-c CONTAINER]'.\nPOD or TYPE/NAME is a required argument for the logs command\nSee 'kubectl logs -h' for help and examples\n",
         ),
         (
-            &["exec", "web", "--", "ls"],
-            "error: exec is not supported by this kubectl yet: it needs the kubelet to run commands in containers\n",
+            &["exec", "web", "ls"],
+            "error: exec [POD] [COMMAND] is not supported anymore. Use exec [POD] -- [COMMAND] instead\nSee 'kubectl exec -h' for help and examples\n",
         ),
     ];
     for (args, want) in cases {

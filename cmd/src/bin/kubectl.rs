@@ -15,16 +15,17 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let stdin = std::io::stdin();
-    let mut stdin = stdin.lock();
+    // Stdin stays unlocked: exec reads it on a thread of its own.
+    let mut stdin = std::io::stdin();
     let mut stdout = BufWriter::new(std::io::stdout().lock());
     let mut stderr = std::io::stderr().lock();
-    let code = runtime.block_on(minik8s_kubectl::run(
-        std::env::args_os().collect(),
-        &mut stdin,
-        &mut stdout,
-        &mut stderr,
-    ));
+    let io = minik8s_kubectl::Io {
+        stdin: &mut stdin,
+        out: &mut stdout,
+        err: &mut stderr,
+        process_stdin: true,
+    };
+    let code = runtime.block_on(minik8s_kubectl::run_with(std::env::args_os().collect(), io));
     let _ = stdout.flush();
     drop(stdout);
     std::process::exit(code);

@@ -6,8 +6,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use bollard::Docker;
+use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
-use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig, Ipam,
     IpamConfig, Mount, MountType, NetworkCreateRequest, PortBinding,
@@ -21,9 +22,9 @@ use futures::stream::{BoxStream, StreamExt};
 use jiff::Timestamp;
 
 use super::{
-    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, LogOptions,
-    NetworkConfig, NetworkMode, Resources, RuntimeError, RuntimeEvent, RuntimeResult,
-    RuntimeVersion, SharedNamespace,
+    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, ExecSession,
+    ExecSpec, ExecStream, LogOptions, NetworkConfig, NetworkMode, Resources, RuntimeError,
+    RuntimeEvent, RuntimeResult, RuntimeVersion, SharedNamespace,
 };
 
 /// Seconds bollard waits for the daemon's answer to an ordinary request.
@@ -514,6 +515,81 @@ impl ContainerRuntime for DockerRuntime {
                 after: timeout,
             }),
         }
+    }
+
+    async fn exec_attached(&self, id: &str, spec: &ExecSpec) -> RuntimeResult<ExecSession> {
+        let exec = self
+            .docker
+            .create_exec(
+                id,
+                CreateExecOptions {
+                    cmd: Some(spec.command.clone()),
+                    attach_stdin: Some(spec.stdin),
+                    attach_stdout: Some(spec.stdout),
+                    attach_stderr: Some(spec.stderr),
+                    tty: Some(spec.tty),
+                    ..CreateExecOptions::default()
+                },
+            )
+            .await
+            .map_err(|e| match status_code(&e) {
+                Some(404) => RuntimeError::NotFound(id.into()),
+                _ => failed("creating the exec", e),
+            })?;
+        let options = StartExecOptions {
+            detach: false,
+            tty: spec.tty,
+            output_capacity: None,
+        };
+        // Bollard's request timeout covers the upgrade only, not the session after it.
+        match self
+            .docker
+            .start_exec(&exec.id, Some(options))
+            .await
+            .map_err(|e| failed("starting the exec", e))?
+        {
+            StartExecResults::Attached { output, input } => Ok(ExecSession {
+                id: exec.id,
+                output: output
+                    .filter_map(|item| {
+                        futures::future::ready(match item {
+                            Ok(LogOutput::StdErr { message }) => {
+                                Some(Ok((ExecStream::Stderr, message)))
+                            }
+                            Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                                Some(Ok((ExecStream::Stdout, message)))
+                            }
+                            Ok(LogOutput::StdIn { .. }) => None,
+                            Err(e) => Some(Err(failed("reading the exec's output", e))),
+                        })
+                    })
+                    .boxed(),
+                input,
+            }),
+            StartExecResults::Detached => Err(RuntimeError::failed(
+                "starting the exec",
+                "Docker did not attach to it",
+            )),
+        }
+    }
+
+    async fn resize_exec(&self, exec_id: &str, width: u16, height: u16) -> RuntimeResult<()> {
+        self.docker
+            .resize_exec(exec_id, ResizeExecOptions { width, height })
+            .await
+            .map_err(|e| failed("resizing the exec's terminal", e))
+    }
+
+    async fn exec_exit_code(&self, exec_id: &str) -> RuntimeResult<Option<i64>> {
+        let inspect = self
+            .docker
+            .inspect_exec(exec_id)
+            .await
+            .map_err(|e| failed("inspecting the exec", e))?;
+        Ok(match inspect.running {
+            Some(true) => None,
+            _ => inspect.exit_code,
+        })
     }
 
     fn events(

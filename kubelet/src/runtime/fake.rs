@@ -10,11 +10,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use jiff::Timestamp;
+use tokio::io::AsyncReadExt;
 use tokio::sync::broadcast;
 
 use super::{
-    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, LogOptions,
-    NetworkConfig, NetworkMode, RuntimeError, RuntimeEvent, RuntimeResult, RuntimeVersion,
+    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, ExecSession,
+    ExecSpec, ExecStream, LogOptions, NetworkConfig, NetworkMode, RuntimeError, RuntimeEvent,
+    RuntimeResult, RuntimeVersion,
 };
 
 /// One call made to the fake, with what identifies its target.
@@ -28,6 +30,8 @@ pub enum RuntimeCall {
     Stop(String, Duration),
     Remove(String),
     Exec(String, Vec<String>),
+    /// An exec's terminal resized to width, height.
+    ResizeExec(String, u16, u16),
 }
 
 #[derive(Default)]
@@ -38,6 +42,7 @@ struct State {
     networks: HashMap<String, NetworkConfig>,
     calls: Vec<RuntimeCall>,
     exec_results: HashMap<Vec<String>, ExecOutput>,
+    exec_exit_codes: HashMap<String, i64>,
     logs: HashMap<String, String>,
     next_id: u64,
     next_ip: u8,
@@ -90,7 +95,7 @@ impl FakeRuntime {
         self.lock().pullable.insert(image.into());
     }
 
-    /// What a command run by `exec` answers (anything else exits 0).
+    /// What a command run by `exec` or `exec_attached` answers (anything else exits 0).
     pub fn set_exec_result(&self, command: &[&str], exit_code: i64, output: &str) {
         self.lock().exec_results.insert(
             command.iter().map(|s| s.to_string()).collect(),
@@ -369,6 +374,64 @@ impl ContainerRuntime for FakeRuntime {
             exit_code: 0,
             output: String::new(),
         }))
+    }
+
+    /// Writes what [`FakeRuntime::set_exec_result`] says to stdout and then, like `cat`,
+    /// echoes its stdin until that is closed.
+    async fn exec_attached(&self, id: &str, spec: &ExecSpec) -> RuntimeResult<ExecSession> {
+        let result = {
+            let mut s = self.lock();
+            s.calls
+                .push(RuntimeCall::Exec(id.into(), spec.command.clone()));
+            match s.containers.get(id) {
+                Some((info, _)) if info.state == ContainerState::Running => {}
+                _ => return Err(RuntimeError::NotFound(id.into())),
+            }
+            s.next_id += 1;
+            let exec_id = format!("exec-{}", s.next_id);
+            let result = s
+                .exec_results
+                .get(&spec.command)
+                .cloned()
+                .unwrap_or(ExecOutput {
+                    exit_code: 0,
+                    output: String::new(),
+                });
+            s.exec_exit_codes.insert(exec_id.clone(), result.exit_code);
+            (exec_id, result.output)
+        };
+        let (exec_id, output) = result;
+        let (input, echo) = tokio::io::duplex(64 * 1024);
+        let first = stream::iter(
+            (!output.is_empty()).then(|| Ok((ExecStream::Stdout, Bytes::from(output)))),
+        );
+        let echo = stream::unfold(spec.stdin.then_some(echo), |reader| async move {
+            let mut reader = reader?;
+            let mut buf = vec![0u8; 8192];
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok((ExecStream::Stdout, Bytes::from(buf))), Some(reader)))
+                }
+            }
+        });
+        Ok(ExecSession {
+            id: exec_id,
+            output: first.chain(echo).boxed(),
+            input: Box::pin(input),
+        })
+    }
+
+    async fn resize_exec(&self, exec_id: &str, width: u16, height: u16) -> RuntimeResult<()> {
+        self.lock()
+            .calls
+            .push(RuntimeCall::ResizeExec(exec_id.into(), width, height));
+        Ok(())
+    }
+
+    async fn exec_exit_code(&self, exec_id: &str) -> RuntimeResult<Option<i64>> {
+        Ok(self.lock().exec_exit_codes.get(exec_id).copied())
     }
 
     fn events(

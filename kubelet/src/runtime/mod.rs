@@ -7,12 +7,14 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use ipnet::Ipv4Net;
 use jiff::Timestamp;
+use tokio::io::AsyncWrite;
 
 mod docker;
 mod fake;
@@ -220,6 +222,33 @@ pub struct ExecOutput {
     pub output: String,
 }
 
+/// A command to run attached, as `kubectl exec` runs it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecSpec {
+    pub command: Vec<String>,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    /// A terminal: output comes as stdout only.
+    pub tty: bool,
+}
+
+/// Which stream output came on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecStream {
+    Stdout,
+    Stderr,
+}
+
+/// A command running attached: its output until it ends, and its input (shut down to
+/// close the command's stdin). [`ContainerRuntime::exec_exit_code`] tells how it ended.
+pub struct ExecSession {
+    /// The runtime's id of this exec, for resizing and the exit code.
+    pub id: String,
+    pub output: BoxStream<'static, RuntimeResult<(ExecStream, Bytes)>>,
+    pub input: Pin<Box<dyn AsyncWrite + Send>>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogOptions {
     pub follow: bool,
@@ -290,6 +319,15 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         command: &[String],
         timeout: Duration,
     ) -> RuntimeResult<ExecOutput>;
+
+    /// Starts a command in a running container with its streams attached.
+    async fn exec_attached(&self, id: &str, spec: &ExecSpec) -> RuntimeResult<ExecSession>;
+
+    /// Resizes the terminal of an exec started with `tty`.
+    async fn resize_exec(&self, exec_id: &str, width: u16, height: u16) -> RuntimeResult<()>;
+
+    /// The exit code of an exec, once its command ended.
+    async fn exec_exit_code(&self, exec_id: &str) -> RuntimeResult<Option<i64>>;
 
     /// Events of the containers that have all of these labels, from now on.
     fn events(

@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod names;
 pub mod quantity;
 pub mod query;
+pub mod remotecommand;
 pub mod resource;
 pub mod selector;
 pub mod table;

@@ -134,6 +134,12 @@ impl Error {
     pub(crate) fn api(status: Status) -> Error {
         Error::Api(Box::new(status))
     }
+
+    /// The error for a non-2xx answer the caller received itself (a refused WebSocket
+    /// upgrade): the server's `Status`, or one made up from the code and the body.
+    pub fn from_response(code: u16, body: &[u8]) -> Error {
+        Error::api(status_from_response(code, body))
+    }
 }
 
 /// kubectl's wording: `Error from server (NotFound): pods "web" not found`.
