@@ -117,9 +117,11 @@ async fn a_killed_leader_is_replaced_only_after_its_lease_runs_out() {
     let store = EtcdStore::connect(&[etcd.endpoint()]).await.unwrap();
     let port = minik8s_tests::bench::free_port().unwrap();
     let mut first = apiserver_process(&etcd, port);
-    let holder = wait_for("the first server to take the lease", Duration::from_secs(30), || {
-        lease_holder(&store)
-    })
+    let holder = wait_for(
+        "the first server to take the lease",
+        Duration::from_secs(30),
+        || lease_holder(&store),
+    )
     .await
     .unwrap();
     assert!(holder.ends_with(&format!("127.0.0.1:{port}")), "{holder}");
@@ -137,9 +139,11 @@ async fn a_killed_leader_is_replaced_only_after_its_lease_runs_out() {
     first.kill().unwrap();
     first.wait().unwrap();
     let killed = tokio::time::Instant::now();
-    wait_for("the second server to lead", Duration::from_secs(15), || async {
-        leads(&second).then_some(())
-    })
+    wait_for(
+        "the second server to lead",
+        Duration::from_secs(15),
+        || async { leads(&second).then_some(()) },
+    )
     .await
     .unwrap();
     let waited = killed.elapsed();
