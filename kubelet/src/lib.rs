@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod hosts;
+pub mod ipam;
 pub mod labels;
 pub mod logs;
 pub mod manager;
@@ -34,6 +35,7 @@ pub use error::{Error, Result};
 pub use runtime::{ContainerRuntime, DockerRuntime, FakeRuntime};
 
 use crate::events::Recorder;
+use crate::ipam::Ipam;
 use crate::manager::Manager;
 use crate::node::{NodeAgent, NodeFacts};
 use crate::pod::{ClientPodApi, WorkerEnv};
@@ -130,6 +132,7 @@ pub async fn run_with_runtime(
     let api = Arc::new(ClientPodApi {
         client: client.clone(),
     });
+    let ipam = Ipam::new(&network.name, cidr, network.gateway, &config.root_dir);
     let env = Arc::new(WorkerEnv::new(
         &config,
         runtime,
@@ -137,6 +140,7 @@ pub async fn run_with_runtime(
         recorder,
         Some(host_ip),
         Some(client.clone()),
+        Some(Arc::new(ipam)),
     ));
     let hosts = env.hosts.clone();
     Manager::new(env, config.resync_interval)
