@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod hosts;
+pub mod ipam;
 pub mod labels;
 pub mod logs;
 pub mod manager;
@@ -36,6 +37,7 @@ pub use error::{Error, Result};
 pub use runtime::{ContainerRuntime, DockerRuntime, FakeRuntime};
 
 use crate::events::Recorder;
+use crate::ipam::Ipam;
 use crate::manager::Manager;
 use crate::node::{NodeAgent, NodeFacts};
 use crate::pod::{ClientPodApi, WorkerEnv};
@@ -153,6 +155,7 @@ pub async fn run_with_runtime(
     let api = Arc::new(ClientPodApi {
         client: client.clone(),
     });
+    let ipam = Ipam::new(&network.name, cidr, network.gateway, &config.root_dir);
     let env = Arc::new(WorkerEnv::new(
         &config,
         runtime,
@@ -160,6 +163,7 @@ pub async fn run_with_runtime(
         recorder,
         Some(host_ip),
         Some(client.clone()),
+        Some(Arc::new(ipam)),
     ));
     let hosts = env.hosts.clone();
     Manager::new(env, config.resync_interval)

@@ -396,9 +396,15 @@ impl TestNode {
 
     /// Runs the kubelet binary as a child process with the test settings.
     pub fn start_kubelet_process(&mut self) -> anyhow::Result<()> {
+        let binary = kubelet_binary()?;
+        self.start_kubelet_binary(&binary)
+    }
+
+    /// Runs this kubelet binary (a benchmark's release build, say) as a child process
+    /// with the test settings.
+    pub fn start_kubelet_binary(&mut self, binary: &Path) -> anyhow::Result<()> {
         self.stop_kubelet();
         let config = self.config()?;
-        let binary = kubelet_binary()?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

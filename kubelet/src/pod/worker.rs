@@ -22,6 +22,7 @@ use super::status::{self, Effective, Observed as ContainerView, Snapshot, is_ter
 use crate::backoff::{Backoff, go_duration};
 use crate::events::{NORMAL, Recorder, WARNING, pod_reference};
 use crate::hosts::Hosts;
+use crate::ipam::Ipam;
 use crate::labels::{self, ContainerKey, Role};
 use crate::runtime::{ContainerInfo, ContainerRuntime, ContainerState, RuntimeError};
 use crate::{KubeletConfig, Result};
@@ -46,6 +47,8 @@ pub struct WorkerEnv {
     pub image_pull_timeout: Duration,
     /// The pods' hosts files.
     pub hosts: Arc<Hosts>,
+    /// Pod addresses, chosen by the kubelet; Docker's own choice when `None`.
+    pub ipam: Option<Arc<Ipam>>,
 }
 
 impl WorkerEnv {
@@ -56,6 +59,7 @@ impl WorkerEnv {
         recorder: Recorder,
         host_ip: Option<IpAddr>,
         client: Option<minik8s_client::Client>,
+        ipam: Option<Arc<Ipam>>,
     ) -> WorkerEnv {
         let hosts = Hosts::new(
             client,
@@ -77,6 +81,7 @@ impl WorkerEnv {
             backoff_max: config.backoff_max,
             image_pull_timeout: config.image_pull_timeout,
             hosts,
+            ipam,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! negotiated down to the daemon's (Debian's Docker 20.10 speaks 1.41).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -10,8 +10,9 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig, Ipam,
-    IpamConfig, Mount, MountType, NetworkCreateRequest, PortBinding,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, EndpointIpamConfig,
+    EndpointSettings, HostConfig, Ipam, IpamConfig, Mount, MountType, NetworkCreateRequest,
+    NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, LogsOptions,
@@ -62,6 +63,19 @@ fn status_code(e: &BollardError) -> Option<u16> {
     match e {
         BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
+    }
+}
+
+/// Docker's answer when a container's fixed address is attached to something else
+/// (libnetwork's `ErrIPAlreadyAllocated`). A host port in use says "bind: address already
+/// in use" instead, in lower case: that is not this.
+fn address_in_use(e: &BollardError) -> bool {
+    match e {
+        BollardError::DockerResponseServerError { message, .. } => {
+            let message = message.trim();
+            message == "Address already in use" || message.ends_with(": Address already in use")
+        }
+        _ => false,
     }
 }
 
@@ -170,6 +184,23 @@ fn create_body(config: &ContainerConfig) -> ContainerCreateBody {
         NetworkMode::Container(id) => format!("container:{id}"),
         NetworkMode::Host => "host".to_string(),
     };
+    // A fixed address is the endpoint's IPAM config on that network; Docker takes it
+    // when the container starts.
+    let networking_config = match (&config.network, config.ip) {
+        (NetworkMode::Network(name), Some(ip)) => Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                name.clone(),
+                EndpointSettings {
+                    ipam_config: Some(EndpointIpamConfig {
+                        ipv4_address: Some(ip.to_string()),
+                        ..EndpointIpamConfig::default()
+                    }),
+                    ..EndpointSettings::default()
+                },
+            )])),
+        }),
+        _ => None,
+    };
     let r = &config.resources;
     let host_config = HostConfig {
         network_mode: Some(network_mode),
@@ -199,6 +230,7 @@ fn create_body(config: &ContainerConfig) -> ContainerCreateBody {
         tty: Some(config.tty),
         open_stdin: Some(config.stdin),
         host_config: Some(host_config),
+        networking_config,
         ..ContainerCreateBody::default()
     }
 }
@@ -300,6 +332,25 @@ impl ContainerRuntime for DockerRuntime {
         ))
     }
 
+    async fn network_addresses(&self, network: &str) -> RuntimeResult<Vec<Ipv4Addr>> {
+        let inspect = self
+            .docker
+            .inspect_network(network, None)
+            .await
+            .map_err(|e| failed(format!("inspecting network {network}"), e))?;
+        Ok(inspect
+            .containers
+            .unwrap_or_default()
+            .into_values()
+            .filter_map(|endpoint| {
+                // "10.244.0.5/24"
+                let address = endpoint.ipv4_address?;
+                let ip = address.split('/').next()?;
+                ip.parse().ok()
+            })
+            .collect())
+    }
+
     async fn image_id(&self, image: &str) -> RuntimeResult<Option<String>> {
         match self.docker.inspect_image(image).await {
             Ok(inspect) => Ok(Some(inspect.id.unwrap_or_default())),
@@ -349,6 +400,9 @@ impl ContainerRuntime for DockerRuntime {
         match self.docker.start_container(id, None).await {
             Ok(()) => Ok(()),
             Err(e) if status_code(&e) == Some(404) => Err(RuntimeError::NotFound(id.into())),
+            Err(e) if address_in_use(&e) => Err(RuntimeError::AddressInUse(format!(
+                "starting container {id}"
+            ))),
             Err(e) => Err(failed("starting the container", e)),
         }
     }
@@ -630,6 +684,22 @@ mod tests {
             "registry:5000/team/app:latest"
         );
         assert_eq!(pull_reference("app@sha256:abc"), "app@sha256:abc");
+    }
+
+    #[test]
+    fn a_taken_fixed_address_is_not_a_taken_host_port() {
+        let error = |message: &str| BollardError::DockerResponseServerError {
+            status_code: 500,
+            message: message.into(),
+        };
+        assert!(address_in_use(&error("Address already in use")));
+        assert!(address_in_use(&error(
+            "failed to set up container networking: Address already in use"
+        )));
+        assert!(!address_in_use(&error(
+            "driver failed programming external connectivity on endpoint k8s_POD: Error \
+             starting userland proxy: listen tcp4 0.0.0.0:8080: bind: address already in use"
+        )));
     }
 
     #[test]

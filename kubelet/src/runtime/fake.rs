@@ -50,6 +50,8 @@ struct State {
     stop_exit_code: i64,
     /// Programs that cannot start.
     missing_programs: HashSet<String>,
+    /// Addresses taken behind the kubelet's back: not listed, but refused at start.
+    unseen_addresses: HashSet<Ipv4Addr>,
 }
 
 /// The fake runtime. Clones share one state.
@@ -114,6 +116,12 @@ impl FakeRuntime {
     /// the program does not exist: left `created`, with an error and exit code 127.
     pub fn missing_program(&self, program: &str) {
         self.lock().missing_programs.insert(program.into());
+    }
+
+    /// Makes an address taken as if by something else just after the kubelet looked:
+    /// `network_addresses` does not list it, but a container asking for it cannot start.
+    pub fn take_address_unseen(&self, ip: Ipv4Addr) {
+        self.lock().unseen_addresses.insert(ip);
     }
 
     /// The exit code containers get when stopped (137, SIGKILL, unless changed).
@@ -213,6 +221,21 @@ impl ContainerRuntime for FakeRuntime {
         Ok(())
     }
 
+    async fn network_addresses(&self, network: &str) -> RuntimeResult<Vec<Ipv4Addr>> {
+        let s = self.lock();
+        Ok(s.containers
+            .values()
+            .filter(|(i, c)| {
+                i.state == ContainerState::Running
+                    && c.network == NetworkMode::Network(network.to_string())
+            })
+            .filter_map(|(i, _)| match i.ip {
+                Some(IpAddr::V4(ip)) => Some(ip),
+                _ => None,
+            })
+            .collect())
+    }
+
     async fn image_id(&self, image: &str) -> RuntimeResult<Option<String>> {
         Ok(self.lock().images.get(image).cloned())
     }
@@ -271,8 +294,18 @@ impl ContainerRuntime for FakeRuntime {
         let labels = {
             let mut s = self.lock();
             s.calls.push(RuntimeCall::Start(id.into()));
-            let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, s.next_ip));
+            let next_ip = Ipv4Addr::new(10, 0, 0, s.next_ip);
             let missing = s.missing_programs.clone();
+            let attached: HashSet<Ipv4Addr> = s
+                .containers
+                .values()
+                .filter(|(i, _)| i.state == ContainerState::Running)
+                .filter_map(|(i, _)| match i.ip {
+                    Some(IpAddr::V4(ip)) => Some(ip),
+                    _ => None,
+                })
+                .chain(s.unseen_addresses.iter().copied())
+                .collect();
             let is_missing = |p: &str| missing.contains(p);
             let Some((info, config)) = s.containers.get_mut(id) else {
                 return Err(RuntimeError::NotFound(id.into()));
@@ -292,15 +325,21 @@ impl ContainerRuntime for FakeRuntime {
                 ));
             }
             let own_network = matches!(config.network, NetworkMode::Network(_));
+            if own_network && config.ip.is_some_and(|ip| attached.contains(&ip)) {
+                return Err(RuntimeError::AddressInUse(format!(
+                    "starting container {id}"
+                )));
+            }
             info.state = ContainerState::Running;
             info.started_at = Some(Timestamp::now());
             info.finished_at = None;
             info.exit_code = 0;
+            let fixed = config.ip;
             if own_network {
-                info.ip = Some(ip);
+                info.ip = Some(IpAddr::V4(fixed.unwrap_or(next_ip)));
             }
             let labels = info.labels.clone();
-            if own_network {
+            if own_network && fixed.is_none() {
                 s.next_ip = s.next_ip.wrapping_add(1);
             }
             labels

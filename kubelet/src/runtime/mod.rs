@@ -30,6 +30,9 @@ pub enum RuntimeError {
     NotFound(String),
     #[error("{0} already exists")]
     Conflict(String),
+    /// The fixed address a container asked for is attached to something else.
+    #[error("{0}: address already in use")]
+    AddressInUse(String),
     #[error("{0}")]
     Pull(String),
     #[error("{op} took longer than {after:?}")]
@@ -140,6 +143,9 @@ pub struct ContainerConfig {
     /// Only for a container with its own network namespace.
     pub hostname: Option<String>,
     pub network: NetworkMode,
+    /// Its address on the bridge network of [`NetworkMode::Network`]; the runtime picks
+    /// one when `None`.
+    pub ip: Option<Ipv4Addr>,
     pub ipc: SharedNamespace,
     pub pid: SharedNamespace,
     pub mounts: Vec<BindMount>,
@@ -165,6 +171,7 @@ impl ContainerConfig {
             working_dir: None,
             hostname: None,
             network,
+            ip: None,
             ipc: SharedNamespace::Private,
             pid: SharedNamespace::Private,
             mounts: Vec::new(),
@@ -275,6 +282,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Creates the network if it does not exist. One that exists with another subnet is
     /// replaced if nothing is attached to it, and an error otherwise.
     async fn ensure_network(&self, network: &NetworkConfig) -> RuntimeResult<()>;
+
+    /// The IPv4 addresses attached to the network: those of every running container on
+    /// it, the kubelet's or not.
+    async fn network_addresses(&self, network: &str) -> RuntimeResult<Vec<Ipv4Addr>>;
 
     /// The image's id if the image is present.
     async fn image_id(&self, image: &str) -> RuntimeResult<Option<String>>;

@@ -18,6 +18,9 @@ use crate::runtime::{
     BindMount, ContainerConfig, ContainerInfo, NetworkMode, RuntimeError, SharedNamespace,
 };
 
+/// How many addresses a pause container is tried with when Docker says each is in use.
+const ADDRESS_TRIES: u32 = 8;
+
 /// What starting an app or init container needs from the pass.
 pub(super) struct StartContext<'a> {
     pub sandbox: &'a ContainerInfo,
@@ -72,6 +75,8 @@ impl PodWorker {
         config.ipc = SharedNamespace::Shareable;
         let runtime = self.env.runtime.clone();
         let image = self.env.pause_image.clone();
+        // The kubelet's own address for the pod (see `ipam`), unless on the host's network.
+        let ipam = self.env.ipam.clone().filter(|_| !host_network);
         let result: std::result::Result<ContainerInfo, RuntimeError> = async {
             if runtime.image_id(&image).await?.is_none() {
                 runtime.pull_image(&image).await.map_err(|e| {
@@ -81,11 +86,34 @@ impl PodWorker {
                     ))
                 })?;
             }
-            let id = runtime.create_container(&config).await?;
-            if let Err(e) = runtime.start_container(&id).await {
-                let _ = runtime.remove_container(&id).await;
-                return Err(e);
-            }
+            let mut tries = 0;
+            let id = loop {
+                tries += 1;
+                // Held until Docker has the address attached, or the start failed.
+                let lease = match &ipam {
+                    Some(ipam) => Some(ipam.allocate(runtime.as_ref()).await?),
+                    None => None,
+                };
+                config.ip = lease.as_ref().map(|l| l.ip);
+                let id = runtime.create_container(&config).await?;
+                match runtime.start_container(&id).await {
+                    Ok(()) => break id,
+                    Err(e) => {
+                        let _ = runtime.remove_container(&id).await;
+                        match (e, lease) {
+                            // Taken by something else since the allocator looked: the
+                            // next address.
+                            (RuntimeError::AddressInUse(what), Some(lease))
+                                if tries < ADDRESS_TRIES =>
+                            {
+                                tracing::info!(pod = %pod_label(pod), ip = %lease.ip, %what,
+                                    "the pod address is in use; trying the next one");
+                            }
+                            (e, _) => return Err(e),
+                        }
+                    }
+                }
+            };
             runtime
                 .inspect_container(&id)
                 .await?

@@ -81,7 +81,20 @@ impl Harness {
     }
 
     fn with_runtime(pod: Pod, fake: FakeRuntime) -> Harness {
+        Harness::with_ipam(pod, fake, false)
+    }
+
+    /// With `ipam`, the worker picks pod addresses from 10.1.0.0/24 itself.
+    fn with_ipam(pod: Pod, fake: FakeRuntime, ipam: bool) -> Harness {
         let root = tempfile::tempdir().unwrap();
+        let ipam = ipam.then(|| {
+            Arc::new(crate::ipam::Ipam::new(
+                "minik8s-node-1",
+                "10.1.0.0/24".parse().unwrap(),
+                "10.1.0.1".parse().unwrap(),
+                root.path(),
+            ))
+        });
         let api = Arc::new(FakeApi::default());
         let hosts = crate::hosts::Hosts::new(
             None,
@@ -103,6 +116,7 @@ impl Harness {
             backoff_base: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
             image_pull_timeout: Duration::from_secs(5),
+            ipam,
         });
         let wake = Arc::new(Notify::new());
         let worker = PodWorker::new(env, "uid-1", wake.clone());
@@ -566,6 +580,33 @@ async fn a_never_pod_whose_sandbox_died_gets_no_new_one() {
     assert_eq!(h.latest("POD").state, ContainerState::Exited);
     assert_eq!(h.phase(), "Failed");
     assert_eq!(h.container_status("main").restart_count, 0);
+}
+
+#[tokio::test]
+async fn the_kubelet_picks_pod_addresses_round_robin() {
+    let fake = FakeRuntime::new();
+    fake.add_image(IMAGE);
+    fake.add_image(PAUSE);
+    let mut h = Harness::with_ipam(
+        pod(json!({"containers": [app("main", json!({}))]})),
+        fake,
+        true,
+    );
+    h.sync().await;
+    let sandbox = h.latest("POD");
+    let ip = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap();
+    assert_eq!(h.fake.config(&sandbox.id).unwrap().ip, Some(ip("10.1.0.2")));
+    assert_eq!(h.status().pod_ip.as_deref(), Some("10.1.0.2"));
+    // The sandbox dies, which frees its address; something else takes the next one
+    // behind the kubelet's back. The new sandbox gets neither.
+    h.fake.take_address_unseen(ip("10.1.0.3"));
+    h.fake.exit(&sandbox.id, 0, Timestamp::now());
+    h.sync().await;
+    let replaced = h.latest("POD");
+    assert_eq!(replaced.name, "k8s_POD_web_default_uid-1_1");
+    assert_eq!(replaced.state, ContainerState::Running);
+    assert_eq!(replaced.ip, Some(std::net::IpAddr::V4(ip("10.1.0.4"))));
+    assert_eq!(h.status().pod_ip.as_deref(), Some("10.1.0.4"));
 }
 
 #[tokio::test]
