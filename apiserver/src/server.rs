@@ -183,9 +183,12 @@ impl Server {
         &self.registry
     }
 
-    /// Stops accepting requests and waits for open ones (watches end at once).
+    /// Stops accepting requests and waits for open ones (watches end at once). Once
+    /// every request is answered the store is let go of: an embedded store's file can
+    /// be opened again.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        self.registry.close_watches();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
     }
 
