@@ -9,8 +9,9 @@ use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig, Ipam,
-    IpamConfig, Mount, MountType, NetworkCreateRequest, PortBinding,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum,
+    ContainerSummaryStateEnum, HostConfig, Ipam, IpamConfig, Mount, MountType,
+    NetworkCreateRequest, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, LogsOptions,
@@ -21,9 +22,9 @@ use futures::stream::{BoxStream, StreamExt};
 use jiff::Timestamp;
 
 use super::{
-    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, LogOptions,
-    NetworkConfig, NetworkMode, Resources, RuntimeError, RuntimeEvent, RuntimeResult,
-    RuntimeVersion, SharedNamespace,
+    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ContainerSummary, ExecOutput,
+    LogOptions, NetworkConfig, NetworkMode, Resources, RuntimeError, RuntimeEvent, RuntimeResult,
+    RuntimeVersion, STATE_EVENTS, SharedNamespace,
 };
 
 /// Seconds bollard waits for the daemon's answer to an ordinary request.
@@ -419,6 +420,37 @@ impl ContainerRuntime for DockerRuntime {
         Ok(containers)
     }
 
+    async fn list_summaries(
+        &self,
+        labels: &[(String, String)],
+    ) -> RuntimeResult<Vec<ContainerSummary>> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(label_filters(labels)),
+            ..ListContainersOptions::default()
+        };
+        let summaries = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| failed("listing containers", e))?;
+        Ok(summaries
+            .into_iter()
+            .filter_map(|s| {
+                Some(ContainerSummary {
+                    id: s.id?,
+                    labels: to_btree(s.labels),
+                    state: match s.state {
+                        Some(ContainerSummaryStateEnum::CREATED) => ContainerState::Created,
+                        Some(ContainerSummaryStateEnum::RUNNING) => ContainerState::Running,
+                        Some(ContainerSummaryStateEnum::EXITED) => ContainerState::Exited,
+                        _ => ContainerState::Other,
+                    },
+                })
+            })
+            .collect())
+    }
+
     async fn container_logs(
         &self,
         id: &str,
@@ -522,6 +554,10 @@ impl ContainerRuntime for DockerRuntime {
     ) -> BoxStream<'static, RuntimeResult<RuntimeEvent>> {
         let mut filters = label_filters(labels);
         filters.insert("type".into(), vec!["container".into()]);
+        filters.insert(
+            "event".into(),
+            STATE_EVENTS.iter().map(|e| e.to_string()).collect(),
+        );
         let options = EventsOptions {
             filters: Some(filters),
             ..EventsOptions::default()
