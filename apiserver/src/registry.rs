@@ -314,6 +314,11 @@ impl Registry {
         Ok(registry)
     }
 
+    /// Ends every watch and stops following the store (the server is shutting down).
+    pub fn close_watches(&self) {
+        self.caches.values().for_each(|c| c.close());
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

@@ -221,9 +221,12 @@ impl Server {
     }
 
     /// Stops accepting requests and waits for open ones (watches end at once), and gives
-    /// up the controllers' lease so that another API server takes over at once.
+    /// up the controllers' lease so that another API server takes over at once. Once
+    /// every request is answered the store is let go of: an embedded store's file can
+    /// be opened again.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        self.registry.close_watches();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
         if let Some(election) = self.election {
             let _ = tokio::time::timeout(Duration::from_secs(5), election).await;

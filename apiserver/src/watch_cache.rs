@@ -14,7 +14,7 @@ use futures::StreamExt;
 use minik8s_api::resource::ResourceInfo;
 use minik8s_storage::{Error as StoreError, EventKind, Revision, Store};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::object;
 use crate::registry::ObjectView;
@@ -48,12 +48,17 @@ struct State {
     /// The newest revision the cache has seen.
     latest: Revision,
     watchers: Vec<mpsc::Sender<Arc<CachedEvent>>>,
+    /// [`WatchCache::close`] was called: new watchers end at once.
+    closed: bool,
 }
 
 pub struct WatchCache {
     resource: &'static ResourceInfo,
     window: usize,
     state: Mutex<State>,
+    /// Tells the task following the store to stop (also when the cache is dropped), so
+    /// that it lets go of the store: an embedded store's file closes only then.
+    stop: watch::Sender<bool>,
 }
 
 /// What a new watcher gets: the events it missed, then a queue of live ones.
@@ -78,6 +83,7 @@ impl WatchCache {
         window: usize,
     ) -> Result<Arc<WatchCache>, StoreError> {
         let rev = store.current_revision().await?;
+        let (stop, mut stopped) = watch::channel(false);
         let cache = Arc::new(WatchCache {
             resource,
             window: window.max(1),
@@ -86,7 +92,9 @@ impl WatchCache {
                 oldest: rev,
                 latest: rev,
                 watchers: Vec::new(),
+                closed: false,
             }),
+            stop,
         });
         let weak = Arc::downgrade(&cache);
         let strategy = strategy::for_resource(resource);
@@ -94,25 +102,29 @@ impl WatchCache {
             let mut after = rev;
             loop {
                 match store.watch(&prefix, after).await {
-                    Ok(mut stream) => {
-                        while let Some(item) = stream.next().await {
-                            let Some(cache) = weak.upgrade() else { return };
-                            match item {
-                                Ok(ev) => {
-                                    after = ev.revision;
-                                    cache.push(decode(strategy, ev));
-                                }
-                                Err(StoreError::Compacted { .. }) => {
-                                    after = cache.reset(&store).await;
-                                    break;
-                                }
-                                Err(e) => {
-                                    tracing::warn!(resource = resource.plural, error = %e, "store watch failed");
-                                    break;
-                                }
+                    Ok(mut stream) => loop {
+                        let item = tokio::select! {
+                            item = stream.next() => item,
+                            // Closed, or the cache is gone (the sender with it).
+                            _ = stopped.wait_for(|s| *s) => return,
+                        };
+                        let Some(item) = item else { break };
+                        let Some(cache) = weak.upgrade() else { return };
+                        match item {
+                            Ok(ev) => {
+                                after = ev.revision;
+                                cache.push(decode(strategy, ev));
+                            }
+                            Err(StoreError::Compacted { .. }) => {
+                                after = cache.reset(&store).await;
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::warn!(resource = resource.plural, error = %e, "store watch failed");
+                                break;
                             }
                         }
-                    }
+                    },
                     Err(StoreError::Compacted { .. }) => {
                         let Some(cache) = weak.upgrade() else { return };
                         after = cache.reset(&store).await;
@@ -121,7 +133,7 @@ impl WatchCache {
                         tracing::warn!(resource = resource.plural, error = %e, "store watch could not start");
                     }
                 }
-                if weak.strong_count() == 0 {
+                if weak.strong_count() == 0 || *stopped.borrow() {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -156,8 +168,19 @@ impl WatchCache {
             .cloned()
             .collect();
         let (tx, rx) = mpsc::channel(WATCHER_QUEUE);
-        st.watchers.push(tx);
+        if !st.closed {
+            st.watchers.push(tx);
+        }
         Ok(Subscription { replay, live: rx })
+    }
+
+    /// Ends every watch of this cache, now and to come, and stops following the store:
+    /// the server is shutting down, and a watch left open would keep it serving.
+    pub fn close(&self) {
+        let mut st = self.state.lock().expect("cache lock");
+        st.closed = true;
+        st.watchers.clear();
+        self.stop.send_replace(true);
     }
 
     pub fn watcher_count(&self) -> usize {

@@ -34,7 +34,7 @@ pub use minik8s_client as client;
 
 pub use config::{DEFAULT_PAUSE_IMAGE, DEFAULT_PORT, KubeletConfig, network_name};
 pub use error::{Error, Result};
-pub use runtime::{ContainerRuntime, DockerRuntime, FakeRuntime};
+pub use runtime::{CachedRuntime, ContainerRuntime, DockerRuntime, FakeRuntime};
 
 use crate::events::Recorder;
 use crate::ipam::Ipam;
@@ -58,6 +58,10 @@ pub async fn run_with_runtime(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     config.validate()?;
+    // Pod workers and the manager read the node's containers from a cache kept current
+    // by Docker's events (see `runtime::cache`).
+    let runtime: Arc<dyn ContainerRuntime> =
+        Arc::new(CachedRuntime::new(runtime, &config.node_name));
     let mut shutdown = std::pin::pin!(shutdown);
     let client = minik8s_client::Client::new(config.client.clone())?;
     let version = runtime.version().await?;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use minik8s_apiserver::{Server, ServerConfig, StoreConfig};
+use std::time::Duration;
 
 use crate::etcd::EtcdProcess;
 
@@ -19,6 +20,8 @@ pub struct TestApiServer {
     pub server: Option<Server>,
     pub url: String,
     pub backend: Backend,
+    /// How it was started, listening on the address it got: for [`TestApiServer::restart`].
+    config: ServerConfig,
     _dir: tempfile::TempDir,
     _etcd: Option<Arc<EtcdProcess>>,
 }
@@ -78,17 +81,57 @@ impl TestApiServer {
             c.resync = std::time::Duration::from_millis(500);
         }
         tune(&mut config);
-        let server = Server::start(config)
+        let server = Server::start(config.clone())
             .await
             .context("starting the apiserver")?;
         let url = server.url();
+        config.listen = server.addr();
         Ok(TestApiServer {
             server: Some(server),
             url,
             backend,
+            config,
             _dir: dir,
             _etcd: etcd,
         })
+    }
+
+    /// Stops the server: connections close, watches end, the port refuses, and the
+    /// store is closed. [`TestApiServer::restart`] brings it back.
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+
+    /// Starts the server again, stopping it first if it runs, on the same address over
+    /// the same store: an embedded store opens its file again, as after a restart of the
+    /// process (its watch history is gone, so watchers list again).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await;
+        let last_error = std::sync::Mutex::new(String::new());
+        let server = crate::wait_for(
+            "the store file and the port to be free again",
+            Duration::from_secs(30),
+            || async {
+                match Server::start(self.config.clone()).await {
+                    Ok(server) => Some(server),
+                    Err(e) => {
+                        *last_error.lock().unwrap_or_else(|e| e.into_inner()) = e.to_string();
+                        None
+                    }
+                }
+            },
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "restarting the apiserver: {}",
+                last_error.lock().unwrap_or_else(|e| e.into_inner())
+            )
+        })?;
+        self.server = Some(server);
+        Ok(())
     }
 
     pub fn server(&self) -> &Server {

@@ -27,6 +27,10 @@ use crate::labels::{self, ContainerKey, Role};
 use crate::runtime::{ContainerInfo, ContainerRuntime, ContainerState, RuntimeError};
 use crate::{KubeletConfig, Result};
 
+/// The first wait before sending a status again that the API server did not take; it
+/// doubles with each failure (the resync interval caps it).
+const STATUS_RETRY: Duration = Duration::from_secs(1);
+
 /// How long a pause container gets to stop: it exits on SIGTERM at once.
 const SANDBOX_GRACE: Duration = Duration::from_secs(2);
 const DEFAULT_GRACE_SECONDS: i64 = 30;
@@ -311,6 +315,8 @@ pub struct PodWorker {
     /// The pod's status as the API server has it, and the version it came with.
     status: Option<PodStatus>,
     status_version: u64,
+    /// Status patches that failed in a row (the API server is unreachable).
+    status_failures: u32,
 }
 
 impl PodWorker {
@@ -326,6 +332,7 @@ impl PodWorker {
             prober,
             status: None,
             status_version: 0,
+            status_failures: 0,
         }
     }
 
@@ -378,7 +385,9 @@ impl PodWorker {
         } else {
             self.env.hosts.poke_hook(&self.uid);
         }
-        self.send_status(&pod, status).await;
+        if let Some(retry) = self.send_status(&pod, status).await {
+            pass.wake_in(retry);
+        }
         self.prune(&observed).await;
         let running: HashSet<String> = observed.running().map(|c| c.id.clone()).collect();
         self.prober.retain(&running);
@@ -510,9 +519,12 @@ impl PodWorker {
         })
     }
 
-    async fn send_status(&mut self, pod: &Pod, status: PodStatus) {
+    /// Sends the status if the API server does not have it. When that fails, returns
+    /// when to try again: sooner than the next resync, so that the status catches up
+    /// soon after the server is back.
+    async fn send_status(&mut self, pod: &Pod, status: PodStatus) -> Option<Duration> {
         if self.status.as_ref() == Some(&status) {
-            return;
+            return None;
         }
         match self
             .env
@@ -523,9 +535,16 @@ impl PodWorker {
             Ok(updated) => {
                 self.status_version = resource_version(&updated);
                 self.status = updated.status;
+                self.status_failures = 0;
+                None
             }
-            Err(e) => tracing::warn!(pod = %pod_label(pod), error = %e,
-                "sending the pod's status; will retry"),
+            Err(e) => {
+                let retry = STATUS_RETRY * 2u32.pow(self.status_failures.min(6));
+                self.status_failures += 1;
+                tracing::warn!(pod = %pod_label(pod), error = %e, retry_in = ?retry,
+                    "sending the pod's status");
+                Some(retry)
+            }
         }
     }
 

@@ -10,9 +10,9 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, EndpointIpamConfig,
-    EndpointSettings, HostConfig, Ipam, IpamConfig, Mount, MountType, NetworkCreateRequest,
-    NetworkingConfig, PortBinding,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum,
+    ContainerSummaryStateEnum, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
+    Mount, MountType, NetworkCreateRequest, NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, LogsOptions,
@@ -23,9 +23,9 @@ use futures::stream::{BoxStream, StreamExt};
 use jiff::Timestamp;
 
 use super::{
-    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, ExecSession,
-    ExecSpec, ExecStream, LogOptions, NetworkConfig, NetworkMode, Resources, RuntimeError,
-    RuntimeEvent, RuntimeResult, RuntimeVersion, SharedNamespace,
+    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ContainerSummary, ExecOutput,
+    ExecSession, ExecSpec, ExecStream, LogOptions, NetworkConfig, NetworkMode, Resources,
+    RuntimeError, RuntimeEvent, RuntimeResult, RuntimeVersion, STATE_EVENTS, SharedNamespace,
 };
 
 /// Seconds bollard waits for the daemon's answer to an ordinary request.
@@ -474,6 +474,37 @@ impl ContainerRuntime for DockerRuntime {
         Ok(containers)
     }
 
+    async fn list_summaries(
+        &self,
+        labels: &[(String, String)],
+    ) -> RuntimeResult<Vec<ContainerSummary>> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(label_filters(labels)),
+            ..ListContainersOptions::default()
+        };
+        let summaries = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| failed("listing containers", e))?;
+        Ok(summaries
+            .into_iter()
+            .filter_map(|s| {
+                Some(ContainerSummary {
+                    id: s.id?,
+                    labels: to_btree(s.labels),
+                    state: match s.state {
+                        Some(ContainerSummaryStateEnum::CREATED) => ContainerState::Created,
+                        Some(ContainerSummaryStateEnum::RUNNING) => ContainerState::Running,
+                        Some(ContainerSummaryStateEnum::EXITED) => ContainerState::Exited,
+                        _ => ContainerState::Other,
+                    },
+                })
+            })
+            .collect())
+    }
+
     async fn container_logs(
         &self,
         id: &str,
@@ -652,6 +683,10 @@ impl ContainerRuntime for DockerRuntime {
     ) -> BoxStream<'static, RuntimeResult<RuntimeEvent>> {
         let mut filters = label_filters(labels);
         filters.insert("type".into(), vec!["container".into()]);
+        filters.insert(
+            "event".into(),
+            STATE_EVENTS.iter().map(|e| e.to_string()).collect(),
+        );
         let options = EventsOptions {
             filters: Some(filters),
             ..EventsOptions::default()

@@ -14,9 +14,9 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::broadcast;
 
 use super::{
-    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, ExecSession,
-    ExecSpec, ExecStream, LogOptions, NetworkConfig, NetworkMode, RuntimeError, RuntimeEvent,
-    RuntimeResult, RuntimeVersion,
+    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ContainerSummary, ExecOutput,
+    ExecSession, ExecSpec, ExecStream, LogOptions, NetworkConfig, NetworkMode, RuntimeError,
+    RuntimeEvent, RuntimeResult, RuntimeVersion,
 };
 
 /// One call made to the fake, with what identifies its target.
@@ -52,6 +52,9 @@ struct State {
     missing_programs: HashSet<String>,
     /// Addresses taken behind the kubelet's back: not listed, but refused at start.
     unseen_addresses: HashSet<Ipv4Addr>,
+    /// Lists (of either kind) and inspects asked for: what a cache in front saves.
+    lists: usize,
+    inspects: usize,
 }
 
 /// The fake runtime. Clones share one state.
@@ -135,6 +138,12 @@ impl FakeRuntime {
 
     pub fn clear_calls(&self) {
         self.lock().calls.clear();
+    }
+
+    /// How many lists and inspects were asked for so far.
+    pub fn reads(&self) -> (usize, usize) {
+        let s = self.lock();
+        (s.lists, s.inspects)
     }
 
     /// Every container, oldest first.
@@ -370,17 +379,37 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     async fn inspect_container(&self, id: &str) -> RuntimeResult<Option<ContainerInfo>> {
-        Ok(self.lock().containers.get(id).map(|(i, _)| i.clone()))
+        let mut s = self.lock();
+        s.inspects += 1;
+        Ok(s.containers.get(id).map(|(i, _)| i.clone()))
     }
 
     async fn list_containers(
         &self,
         labels: &[(String, String)],
     ) -> RuntimeResult<Vec<ContainerInfo>> {
+        self.lock().lists += 1;
         Ok(self
             .containers()
             .into_iter()
             .filter(|c| matches(c, labels))
+            .collect())
+    }
+
+    async fn list_summaries(
+        &self,
+        labels: &[(String, String)],
+    ) -> RuntimeResult<Vec<ContainerSummary>> {
+        self.lock().lists += 1;
+        Ok(self
+            .containers()
+            .into_iter()
+            .filter(|c| matches(c, labels))
+            .map(|c| ContainerSummary {
+                id: c.id,
+                labels: c.labels,
+                state: c.state,
+            })
             .collect())
     }
 

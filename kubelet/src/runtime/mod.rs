@@ -16,9 +16,11 @@ use ipnet::Ipv4Net;
 use jiff::Timestamp;
 use tokio::io::AsyncWrite;
 
+mod cache;
 mod docker;
 mod fake;
 
+pub use cache::CachedRuntime;
 pub use docker::DockerRuntime;
 pub use fake::{FakeRuntime, RuntimeCall};
 
@@ -221,6 +223,15 @@ pub struct ContainerInfo {
     pub resources: Resources,
 }
 
+/// A container as a list shows it: which one, and its state, without the details an
+/// inspect gives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerSummary {
+    pub id: String,
+    pub labels: BTreeMap<String, String>,
+    pub state: ContainerState,
+}
+
 /// What one command run in a container gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecOutput {
@@ -266,7 +277,14 @@ pub struct LogOptions {
     pub since: Option<Timestamp>,
 }
 
-/// Something happened to a container (`start`, `die`, `oom`, `destroy`, ...).
+/// The container events that change what an inspect shows, the only ones the kubelet
+/// asks for: running a probe's command (`exec_create`, `exec_start`, `exec_die`) changes
+/// nothing of the container.
+pub const STATE_EVENTS: &[&str] = &[
+    "create", "start", "restart", "die", "oom", "pause", "unpause", "destroy",
+];
+
+/// Something happened to a container: one of [`STATE_EVENTS`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuntimeEvent {
     pub container_id: String,
@@ -315,6 +333,13 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         labels: &[(String, String)],
     ) -> RuntimeResult<Vec<ContainerInfo>>;
 
+    /// The same containers as [`ContainerRuntime::list_containers`], as one list shows
+    /// them: one call, no inspect of each.
+    async fn list_summaries(
+        &self,
+        labels: &[(String, String)],
+    ) -> RuntimeResult<Vec<ContainerSummary>>;
+
     /// The container's output: stdout and stderr as written.
     async fn container_logs(
         &self,
@@ -340,7 +365,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// The exit code of an exec, once its command ended.
     async fn exec_exit_code(&self, exec_id: &str) -> RuntimeResult<Option<i64>>;
 
-    /// Events of the containers that have all of these labels, from now on.
+    /// Events ([`STATE_EVENTS`]) of the containers that have all of these labels, from
+    /// now on.
     fn events(
         &self,
         labels: &[(String, String)],

@@ -17,6 +17,8 @@ const PAUSE: &str = "pause:test";
 struct FakeApi {
     statuses: Mutex<Vec<PodStatus>>,
     deleted: Mutex<Vec<String>>,
+    /// Refuses every status, as an unreachable API server would.
+    down: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -27,6 +29,9 @@ impl PodApi for FakeApi {
         _old: Option<&PodStatus>,
         status: &PodStatus,
     ) -> Result<Pod> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(crate::Error::Config("connection refused".into()));
+        }
         let mut statuses = self.statuses.lock().unwrap();
         statuses.push(status.clone());
         let mut updated = pod.clone();
@@ -833,4 +838,19 @@ async fn start_errors_crash_loop_like_exits() {
     );
     assert!(last.message.unwrap().contains("executable file not found"));
     assert_eq!(h.phase(), "Running");
+}
+
+#[tokio::test]
+async fn a_status_the_api_server_did_not_take_is_sent_again_soon() {
+    let mut h = Harness::new(pod(json!({"containers": [app("main", json!({}))]})));
+    h.api.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(h.sync().await, Next::After(Some(Duration::from_secs(1))));
+    assert_eq!(h.sync().await, Next::After(Some(Duration::from_secs(2))));
+    assert!(h.last_status().is_none());
+    // The containers were started meanwhile, once.
+    assert_eq!(h.creates().len(), 2);
+    h.api.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(h.sync().await, Next::After(None));
+    assert_eq!(h.phase(), "Running");
+    assert_eq!(h.api.statuses.lock().unwrap().len(), 1);
 }
