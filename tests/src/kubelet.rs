@@ -23,7 +23,7 @@ use minik8s_apiserver::controllers::ControllerConfig;
 use minik8s_client::{Api, Client, Config, ListParams, LogParams};
 use minik8s_kubelet::KubeletConfig;
 use minik8s_kubelet::labels;
-use minik8s_kubelet::runtime::{ContainerInfo, ContainerRuntime, DockerRuntime};
+use minik8s_kubelet::runtime::{ContainerInfo, ContainerRuntime, ContainerState, DockerRuntime};
 use serde_json::{Value, json};
 
 use crate::apiserver::{Backend, TestApiServer};
@@ -582,6 +582,28 @@ impl TestNode {
             None => labels::node_selector(&self.node),
         };
         Ok(self.docker.list_containers(&selector).await?)
+    }
+
+    /// The id of the pod's running app container `name`, once there is one.
+    pub async fn running_container(&self, pod: &Pod, name: &str) -> anyhow::Result<String> {
+        let uid = pod.metadata.uid.clone().context("the pod has a uid")?;
+        crate::wait_for(
+            &format!("container {name} running"),
+            Duration::from_secs(60),
+            || async {
+                self.containers(Some(&uid))
+                    .await
+                    .ok()?
+                    .into_iter()
+                    .filter(|c| c.state == ContainerState::Running)
+                    .find(|c| {
+                        labels::ContainerKey::from_labels(&c.labels)
+                            .is_some_and(|k| k.role == labels::Role::App && k.container == name)
+                    })
+                    .map(|c| c.id)
+            },
+        )
+        .await
     }
 
     /// Events about a pod, oldest first, as `reason: message`.

@@ -4,8 +4,7 @@
 use std::time::{Duration, Instant};
 
 use minik8s_api::k8s_openapi::api::core::v1::Pod;
-use minik8s_kubelet::labels::{ContainerKey, Role};
-use minik8s_kubelet::runtime::{ContainerRuntime, ContainerState};
+use minik8s_kubelet::runtime::ContainerRuntime;
 use minik8s_tests::kubelet::{BUSYBOX, TestNode, phase, restart_count};
 use minik8s_tests::wait_for;
 use serde_json::{Value, json};
@@ -90,21 +89,7 @@ async fn running_members(node: &TestNode) -> Vec<Pod> {
 
 /// The running `worker` container of the pod.
 async fn worker(node: &TestNode, pod: &Pod) -> String {
-    let uid = uid(pod);
-    wait_for("the worker container", T, || async {
-        node.containers(Some(&uid))
-            .await
-            .ok()?
-            .into_iter()
-            .filter(|c| c.state == ContainerState::Running)
-            .find(|c| {
-                ContainerKey::from_labels(&c.labels)
-                    .is_some_and(|k| k.role == Role::App && k.container == "worker")
-            })
-            .map(|c| c.id)
-    })
-    .await
-    .unwrap()
+    node.running_container(pod, "worker").await.unwrap()
 }
 
 async fn exec(node: &TestNode, id: &str, command: &[&str]) -> String {

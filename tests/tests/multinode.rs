@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use minik8s_api::k8s_openapi::api::core::v1::{Node, Pod};
 use minik8s_client::{Api, DeleteParams};
-use minik8s_kubelet::labels::{ContainerKey, Role};
 use minik8s_kubelet::network::{FORWARD_CHAIN, POSTROUTING_CHAIN, ROUTE_PROTO};
-use minik8s_kubelet::runtime::{ContainerRuntime, ContainerState};
+use minik8s_kubelet::runtime::ContainerRuntime;
 use minik8s_tests::kubelet::{BUSYBOX, TestNode, phase};
 use minik8s_tests::wait_for;
 use serde_json::json;
@@ -82,22 +81,9 @@ fn host_of<'a>(nodes: &'a [TestNode], pod: &Pod) -> &'a TestNode {
     nodes.iter().find(|n| n.node == name).unwrap()
 }
 
+/// The running `worker` container of the pod.
 async fn worker(node: &TestNode, pod: &Pod) -> String {
-    let uid = pod.metadata.uid.clone().unwrap();
-    wait_for("the worker container", T, || async {
-        node.containers(Some(&uid))
-            .await
-            .ok()?
-            .into_iter()
-            .filter(|c| c.state == ContainerState::Running)
-            .find(|c| {
-                ContainerKey::from_labels(&c.labels)
-                    .is_some_and(|k| k.role == Role::App && k.container == "worker")
-            })
-            .map(|c| c.id)
-    })
-    .await
-    .unwrap()
+    node.running_container(pod, "worker").await.unwrap()
 }
 
 async fn exec(node: &TestNode, id: &str, command: &[&str]) -> Option<String> {

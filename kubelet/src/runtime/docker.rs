@@ -57,6 +57,22 @@ impl DockerRuntime {
     pub fn docker(&self) -> &Docker {
         &self.docker
     }
+
+    /// Docker's list of every container (running or not) with all of these labels.
+    async fn list_labelled(
+        &self,
+        labels: &[(String, String)],
+    ) -> RuntimeResult<Vec<bollard::models::ContainerSummary>> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(label_filters(labels)),
+            ..ListContainersOptions::default()
+        };
+        self.docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| failed("listing containers", e))
+    }
 }
 
 fn status_code(e: &BollardError) -> Option<u16> {
@@ -453,16 +469,7 @@ impl ContainerRuntime for DockerRuntime {
         &self,
         labels: &[(String, String)],
     ) -> RuntimeResult<Vec<ContainerInfo>> {
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(label_filters(labels)),
-            ..ListContainersOptions::default()
-        };
-        let summaries = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| failed("listing containers", e))?;
+        let summaries = self.list_labelled(labels).await?;
         let mut containers = Vec::with_capacity(summaries.len());
         for summary in summaries {
             let Some(id) = summary.id else { continue };
@@ -478,17 +485,9 @@ impl ContainerRuntime for DockerRuntime {
         &self,
         labels: &[(String, String)],
     ) -> RuntimeResult<Vec<ContainerSummary>> {
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(label_filters(labels)),
-            ..ListContainersOptions::default()
-        };
-        let summaries = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| failed("listing containers", e))?;
-        Ok(summaries
+        Ok(self
+            .list_labelled(labels)
+            .await?
             .into_iter()
             .filter_map(|s| {
                 Some(ContainerSummary {
