@@ -202,16 +202,9 @@ async fn session(
             if let Some(size) = size {
                 let _ = runtime.resize_exec(&exec.id, size.width, size.height).await;
             }
-            // As Kubernetes' kubelet does: an empty message tells the client the session
-            // is established.
-            let first = if spec.stdout {
-                Channel::Stdout
-            } else if spec.stderr {
-                Channel::Stderr
-            } else {
-                Channel::Error
-            };
-            let _ = sink.send(binary(first, &[])).await;
+            // No empty "session ready" message first, as SPDY-era servers sent: client-go's
+            // WebSocket reader starts before it has made its streams, and one arriving that
+            // early makes the real kubectl log "Unknown stream id 1, discarding message".
             let exec_id = exec.id.clone();
             let mut input = exec.input;
             let (stdin, resize_runtime, resize_id) = (spec.stdin, runtime.clone(), exec_id.clone());
