@@ -1,34 +1,45 @@
 #!/usr/bin/env bash
-# Installs the Debian packages MiniK8s needs to build and test: protoc (the etcd client's
-# build), etcd (tests and multi-member deployments), Docker (the kubelet's runtime),
-# iproute2 and iptables (the kubelet's routes and rules between nodes), a static busybox
-# (the test image, see deploy/images.sh), systemd-analyze (the unit checks) and the
-# Python kubernetes client (a compatibility test); starts Docker's daemon if none
-# answers. Safe to run again; quiet when there is nothing to do.
+# Installs the Debian packages MiniK8s needs to build and test: protoc and protobuf's
+# well-known .proto files (the etcd client's build), etcd (tests and multi-member
+# deployments), Docker (the kubelet's runtime), iproute2 and iptables (the kubelet's routes
+# and rules between nodes), a static busybox (the test image, see deploy/images.sh),
+# systemd-analyze (the unit checks) and the Python kubernetes client (a compatibility
+# test); starts Docker's daemon if none answers. Safe to run again; quiet when there is
+# nothing to do.
+#
+# What is missing is decided by package, not by whether a command exists: a command can
+# be there while a file its package ships with (descriptor.proto, say) is not.
+#
+#   MINIK8S_DEPS_NO_DOCKER=1  install only; do not start Docker (a chroot check uses it)
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
+packages=(
+  protobuf-compiler  # protoc, for the etcd client's build
+  libprotobuf-dev    # google/protobuf/*.proto that the etcd client's protos import
+  etcd-server        # etcd, for tests and multi-member deployments
+  docker.io          # dockerd, the kubelet's runtime
+  iproute2           # ip: routes to other nodes' pod networks
+  iptables           # rules that let other nodes' pod traffic through
+  busybox-static     # the test image (deploy/images.sh)
+  systemd            # systemd-analyze checks the units in deploy/systemd/
+  python3-kubernetes # the Python client compatibility test
+)
+installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'
+}
 need=()
-command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
-command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
-command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
-# The kubelet routes other nodes' pod networks and lets their traffic through.
-command -v ip >/dev/null 2>&1 || need+=(iproute2)
-command -v iptables >/dev/null 2>&1 || need+=(iptables)
-# systemd-analyze checks the service units (deploy/systemd/) in the tests.
-command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
-# The Python kubernetes client, for the client compatibility test.
-/usr/bin/python3 -c 'import kubernetes' >/dev/null 2>&1 || need+=(python3-kubernetes)
-# The test image needs a busybox that runs without a C library next to it.
-if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
-  need+=(busybox-static)
-fi
+for p in "${packages[@]}"; do
+  installed "$p" || need+=("$p")
+done
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+[ "${MINIK8S_DEPS_NO_DOCKER:-}" = 1 ] && exit 0
+
 # Debian's etcd-server starts a system etcd on the default ports; tests start their own.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
   $SUDO systemctl stop etcd || true
