@@ -17,6 +17,7 @@ pub mod exec;
 pub mod hosts;
 pub mod ipam;
 pub mod labels;
+pub mod leftovers;
 pub mod logs;
 pub mod manager;
 pub mod network;
@@ -120,6 +121,13 @@ pub async fn run_with_runtime(
         gateway: node::gateway(&cidr),
         labels: BTreeMap::from([(labels::NODE.to_string(), config.node_name.clone())]),
     };
+    leftovers::clear_pod_cidr(
+        runtime.as_ref(),
+        &network,
+        &config.node_name,
+        &leftovers::reset_command(config.docker_socket.as_deref()),
+    )
+    .await?;
     runtime.ensure_network(&network).await?;
     tracing::info!(node = %config.node_name, network = %network.name, subnet = %cidr,
         "pod network ready");

@@ -29,7 +29,7 @@ use futures::stream::{BoxStream, StreamExt};
 
 use super::{
     ContainerConfig, ContainerInfo, ContainerRuntime, ContainerSummary, ExecOutput, ExecSession,
-    ExecSpec, LogOptions, NetworkConfig, RuntimeEvent, RuntimeResult, RuntimeVersion,
+    ExecSpec, LogOptions, NetworkConfig, NetworkInfo, RuntimeEvent, RuntimeResult, RuntimeVersion,
 };
 use crate::labels;
 
@@ -244,6 +244,14 @@ impl ContainerRuntime for CachedRuntime {
         self.inner.ensure_network(network).await
     }
 
+    async fn list_networks(&self) -> RuntimeResult<Vec<NetworkInfo>> {
+        self.inner.list_networks().await
+    }
+
+    async fn remove_network(&self, name: &str) -> RuntimeResult<()> {
+        self.inner.remove_network(name).await
+    }
+
     async fn network_addresses(&self, network: &str) -> RuntimeResult<Vec<Ipv4Addr>> {
         self.inner.network_addresses(network).await
     }
@@ -341,6 +349,10 @@ impl ContainerRuntime for CachedRuntime {
         labels: &[(String, String)],
     ) -> RuntimeResult<Vec<ContainerSummary>> {
         self.inner.list_summaries(labels).await
+    }
+
+    async fn list_with_label(&self, key: &str) -> RuntimeResult<Vec<ContainerSummary>> {
+        self.inner.list_with_label(key).await
     }
 
     async fn exec_attached(&self, id: &str, spec: &ExecSpec) -> RuntimeResult<ExecSession> {

@@ -15,8 +15,8 @@ use bollard::models::{
     Mount, MountType, NetworkCreateRequest, NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, LogsOptions,
-    RemoveContainerOptions, StopContainerOptions,
+    CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions,
+    ListNetworksOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
 };
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
@@ -24,8 +24,9 @@ use jiff::Timestamp;
 
 use super::{
     ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ContainerSummary, ExecOutput,
-    ExecSession, ExecSpec, ExecStream, LogOptions, NetworkConfig, NetworkMode, Resources,
-    RuntimeError, RuntimeEvent, RuntimeResult, RuntimeVersion, STATE_EVENTS, SharedNamespace,
+    ExecSession, ExecSpec, ExecStream, LogOptions, NetworkConfig, NetworkInfo, NetworkMode,
+    Resources, RuntimeError, RuntimeEvent, RuntimeResult, RuntimeVersion, STATE_EVENTS,
+    SharedNamespace,
 };
 
 /// Seconds bollard waits for the daemon's answer to an ordinary request.
@@ -63,9 +64,16 @@ impl DockerRuntime {
         &self,
         labels: &[(String, String)],
     ) -> RuntimeResult<Vec<bollard::models::ContainerSummary>> {
+        self.list_filtered(label_filters(labels)).await
+    }
+
+    async fn list_filtered(
+        &self,
+        filters: HashMap<String, Vec<String>>,
+    ) -> RuntimeResult<Vec<bollard::models::ContainerSummary>> {
         let options = ListContainersOptions {
             all: true,
-            filters: Some(label_filters(labels)),
+            filters: Some(filters),
             ..ListContainersOptions::default()
         };
         self.docker
@@ -73,6 +81,25 @@ impl DockerRuntime {
             .await
             .map_err(|e| failed("listing containers", e))
     }
+}
+
+fn summary(s: bollard::models::ContainerSummary) -> Option<ContainerSummary> {
+    Some(ContainerSummary {
+        id: s.id?,
+        name: s
+            .names
+            .unwrap_or_default()
+            .first()
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_default(),
+        labels: to_btree(s.labels),
+        state: match s.state {
+            Some(ContainerSummaryStateEnum::CREATED) => ContainerState::Created,
+            Some(ContainerSummaryStateEnum::RUNNING) => ContainerState::Running,
+            Some(ContainerSummaryStateEnum::EXITED) => ContainerState::Exited,
+            _ => ContainerState::Other,
+        },
+    })
 }
 
 fn status_code(e: &BollardError) -> Option<u16> {
@@ -348,6 +375,53 @@ impl ContainerRuntime for DockerRuntime {
         ))
     }
 
+    async fn list_networks(&self) -> RuntimeResult<Vec<NetworkInfo>> {
+        let listed = self
+            .docker
+            .list_networks(None::<ListNetworksOptions>)
+            .await
+            .map_err(|e| failed("listing networks", e))?;
+        let mut networks = Vec::with_capacity(listed.len());
+        for network in listed {
+            let Some(id) = network.id else { continue };
+            // The list leaves out the attached containers; an inspect has them.
+            let inspect = match self.docker.inspect_network(&id, None).await {
+                Ok(inspect) => inspect,
+                // Gone since the list.
+                Err(e) if status_code(&e) == Some(404) => continue,
+                Err(e) => return Err(failed(format!("inspecting network {id}"), e)),
+            };
+            let mut containers: Vec<String> = inspect
+                .containers
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(id, c)| c.name.unwrap_or(id))
+                .collect();
+            containers.sort();
+            networks.push(NetworkInfo {
+                name: inspect.name.unwrap_or(id),
+                subnets: inspect
+                    .ipam
+                    .and_then(|i| i.config)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|c| c.subnet?.parse().ok())
+                    .collect(),
+                labels: to_btree(inspect.labels),
+                containers,
+            });
+        }
+        Ok(networks)
+    }
+
+    async fn remove_network(&self, name: &str) -> RuntimeResult<()> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if status_code(&e) == Some(404) => Ok(()),
+            Err(e) => Err(failed(format!("removing network {name}"), e)),
+        }
+    }
+
     async fn network_addresses(&self, network: &str) -> RuntimeResult<Vec<Ipv4Addr>> {
         let inspect = self
             .docker
@@ -489,18 +563,17 @@ impl ContainerRuntime for DockerRuntime {
             .list_labelled(labels)
             .await?
             .into_iter()
-            .filter_map(|s| {
-                Some(ContainerSummary {
-                    id: s.id?,
-                    labels: to_btree(s.labels),
-                    state: match s.state {
-                        Some(ContainerSummaryStateEnum::CREATED) => ContainerState::Created,
-                        Some(ContainerSummaryStateEnum::RUNNING) => ContainerState::Running,
-                        Some(ContainerSummaryStateEnum::EXITED) => ContainerState::Exited,
-                        _ => ContainerState::Other,
-                    },
-                })
-            })
+            .filter_map(summary)
+            .collect())
+    }
+
+    async fn list_with_label(&self, key: &str) -> RuntimeResult<Vec<ContainerSummary>> {
+        let filters = HashMap::from([("label".to_string(), vec![key.to_string()])]);
+        Ok(self
+            .list_filtered(filters)
+            .await?
+            .into_iter()
+            .filter_map(summary)
             .collect())
     }
 

@@ -15,14 +15,15 @@ use tokio::sync::broadcast;
 
 use super::{
     ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ContainerSummary, ExecOutput,
-    ExecSession, ExecSpec, ExecStream, LogOptions, NetworkConfig, NetworkMode, RuntimeError,
-    RuntimeEvent, RuntimeResult, RuntimeVersion,
+    ExecSession, ExecSpec, ExecStream, LogOptions, NetworkConfig, NetworkInfo, NetworkMode,
+    RuntimeError, RuntimeEvent, RuntimeResult, RuntimeVersion,
 };
 
 /// One call made to the fake, with what identifies its target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RuntimeCall {
     EnsureNetwork(String),
+    RemoveNetwork(String),
     PullImage(String),
     /// The container's Docker name.
     Create(String),
@@ -226,7 +227,59 @@ impl ContainerRuntime for FakeRuntime {
         let mut s = self.lock();
         s.calls
             .push(RuntimeCall::EnsureNetwork(network.name.clone()));
+        // Docker refuses a subnet that overlaps another network's.
+        let overlaps = s.networks.values().any(|other| {
+            other.name != network.name
+                && (other.subnet.contains(&network.subnet.network())
+                    || network.subnet.contains(&other.subnet.network()))
+        });
+        if overlaps {
+            return Err(RuntimeError::failed(
+                format!("creating network {}", network.name),
+                "Pool overlaps with other one on this address space",
+            ));
+        }
         s.networks.insert(network.name.clone(), network.clone());
+        Ok(())
+    }
+
+    async fn list_networks(&self) -> RuntimeResult<Vec<NetworkInfo>> {
+        let s = self.lock();
+        let mut networks: Vec<NetworkInfo> = s
+            .networks
+            .values()
+            .map(|n| NetworkInfo {
+                name: n.name.clone(),
+                subnets: vec![n.subnet],
+                labels: n.labels.clone(),
+                containers: s
+                    .containers
+                    .values()
+                    .filter(|(i, c)| {
+                        i.state == ContainerState::Running
+                            && c.network == NetworkMode::Network(n.name.clone())
+                    })
+                    .map(|(i, _)| i.name.clone())
+                    .collect(),
+            })
+            .collect();
+        networks.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(networks)
+    }
+
+    async fn remove_network(&self, name: &str) -> RuntimeResult<()> {
+        let mut s = self.lock();
+        s.calls.push(RuntimeCall::RemoveNetwork(name.into()));
+        let active = s.containers.values().any(|(i, c)| {
+            i.state == ContainerState::Running && c.network == NetworkMode::Network(name.into())
+        });
+        if active {
+            return Err(RuntimeError::failed(
+                format!("removing network {name}"),
+                "it has active endpoints",
+            ));
+        }
+        s.networks.remove(name);
         Ok(())
     }
 
@@ -407,6 +460,22 @@ impl ContainerRuntime for FakeRuntime {
             .filter(|c| matches(c, labels))
             .map(|c| ContainerSummary {
                 id: c.id,
+                name: c.name,
+                labels: c.labels,
+                state: c.state,
+            })
+            .collect())
+    }
+
+    async fn list_with_label(&self, key: &str) -> RuntimeResult<Vec<ContainerSummary>> {
+        self.lock().lists += 1;
+        Ok(self
+            .containers()
+            .into_iter()
+            .filter(|c| c.labels.contains_key(key))
+            .map(|c| ContainerSummary {
+                id: c.id,
+                name: c.name,
                 labels: c.labels,
                 state: c.state,
             })

@@ -75,6 +75,18 @@ pub struct NetworkConfig {
     pub labels: BTreeMap<String, String>,
 }
 
+/// A network as the runtime has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkInfo {
+    pub name: String,
+    /// Its IPv4 subnets.
+    pub subnets: Vec<Ipv4Net>,
+    pub labels: BTreeMap<String, String>,
+    /// The names of the containers attached to it: running ones (a stopped container is
+    /// attached to nothing).
+    pub containers: Vec<String>,
+}
+
 /// Which network namespace a container gets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NetworkMode {
@@ -228,6 +240,8 @@ pub struct ContainerInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerSummary {
     pub id: String,
+    /// The Docker name, without Docker's leading `/`.
+    pub name: String,
     pub labels: BTreeMap<String, String>,
     pub state: ContainerState,
 }
@@ -301,6 +315,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// replaced if nothing is attached to it, and an error otherwise.
     async fn ensure_network(&self, network: &NetworkConfig) -> RuntimeResult<()>;
 
+    /// Every network, with its subnets and the containers attached to it.
+    async fn list_networks(&self) -> RuntimeResult<Vec<NetworkInfo>>;
+
+    /// Removes a network with nothing attached; removing one that is gone is not an error.
+    async fn remove_network(&self, name: &str) -> RuntimeResult<()>;
+
     /// The IPv4 addresses attached to the network: those of every running container on
     /// it, the kubelet's or not.
     async fn network_addresses(&self, network: &str) -> RuntimeResult<Vec<Ipv4Addr>>;
@@ -339,6 +359,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &self,
         labels: &[(String, String)],
     ) -> RuntimeResult<Vec<ContainerSummary>>;
+
+    /// Every container, running or not, that has the label `key`, whatever its value.
+    async fn list_with_label(&self, key: &str) -> RuntimeResult<Vec<ContainerSummary>>;
 
     /// The container's output: stdout and stderr as written.
     async fn container_logs(
