@@ -68,7 +68,7 @@ pub fn spawn(
         loop {
             while !*leading.borrow_and_update() {
                 tokio::select! {
-                    _ = leading.changed() => {}
+                    _ = leading_changed(&mut leading) => {}
                     _ = stop.changed() => return,
                 }
             }
@@ -87,7 +87,7 @@ pub fn spawn(
                     futures::future::select_all(subs.iter_mut().map(|s| Box::pin(recv(s))));
                 tokio::select! {
                     _ = ticker.tick() => None,
-                    _ = leading.changed() => None,
+                    _ = leading_changed(&mut leading) => None,
                     _ = stop.changed() => return,
                     (ev, i, _) = changed => ev.is_none().then_some(i),
                 }
@@ -103,6 +103,15 @@ pub fn spawn(
             }
         }
     })
+}
+
+/// Resolves when `leading` changes; never, once its sender is gone (no election, or the
+/// election has ended) — `changed()` itself would then resolve at once, every time, and
+/// the loop around it would spin.
+async fn leading_changed(leading: &mut watch::Receiver<bool>) {
+    if leading.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn recv(sub: &mut Option<crate::watch_cache::Subscription>) -> Option<()> {
