@@ -454,6 +454,14 @@ impl TestNode {
         }
     }
 
+    /// The kubelet child process's pid, if it runs as one.
+    pub fn kubelet_pid(&self) -> Option<u32> {
+        match &self.kubelet {
+            Some(Running::Process(child)) => Some(child.id()),
+            _ => None,
+        }
+    }
+
     /// Whether the kubelet still runs (has not returned, crashed or exited).
     pub fn kubelet_running(&mut self) -> bool {
         match &mut self.kubelet {

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod dockerd;
 pub mod etcd;
 pub mod kubelet;
+pub mod proc;
 
 /// Waits until `check` returns `Some`, polling every `every`, failing after `deadline`.
 pub async fn wait_for<T, F, Fut>(

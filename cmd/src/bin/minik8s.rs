@@ -46,6 +46,9 @@ struct Up {
     /// The pause image (built by deploy/images.sh).
     #[arg(long, default_value = minik8s_kubelet::DEFAULT_PAUSE_IMAGE)]
     pause_image: String,
+    /// The range pod addresses come from, one /24 per node.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: minik8s_kubelet::network::Ipv4Net,
 }
 
 const CONTEXT: &str = "minik8s";
@@ -85,14 +88,18 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
 
-    let server = Server::start(ServerConfig::new(
+    let mut config = ServerConfig::new(
         up.listen,
         StoreConfig::Embedded {
             data_dir: data_dir.join("store"),
         },
-    ))
-    .await
-    .context("starting the API server")?;
+    );
+    if let Some(controllers) = &mut config.controllers {
+        controllers.cluster_cidr = up.cluster_cidr;
+    }
+    let server = Server::start(config)
+        .await
+        .context("starting the API server")?;
     let url = server.url();
 
     let kubeconfig = Kubeconfig::for_server(CONTEXT, &url, None);
@@ -111,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
     kubelet.root_dir = data_dir.join("kubelet");
     kubelet.port = up.kubelet_port;
     kubelet.pause_image = up.pause_image;
+    kubelet.cluster_cidr = Some(up.cluster_cidr);
 
     println!(
         "MiniK8s is up: API server at {url}, node {node_name}, data in {}",

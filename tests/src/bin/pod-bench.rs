@@ -24,6 +24,7 @@ use clap::Parser;
 use futures::StreamExt;
 use minik8s_tests::bench::{free_port, percentile_ms, sibling_binary};
 use minik8s_tests::kubelet::{BUSYBOX, ensure_images, remove_docker_leftovers};
+use minik8s_tests::proc::{self, CpuWindow};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -83,36 +84,6 @@ impl Samples {
 
 // ---------------------------------------------------------------------------------------
 // Processes
-
-/// Resident memory of a process, in MiB (`VmRSS`, or `VmHWM` for the peak).
-fn proc_mem_mib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
-/// utime + stime of a process, in clock ticks.
-fn proc_cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses: state is field 3, utime 14
-    // and stime 15.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-}
-
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
 
 /// The Docker daemon's pid, if it runs here.
 fn dockerd_pid() -> Option<u32> {
@@ -666,30 +637,19 @@ impl Idle {
 /// CPU of the kubelet (and, for context, dockerd and the API server) over `secs` seconds
 /// in which nothing is asked of them, and the kubelet's memory at the end.
 async fn measure_idle(cluster: &Cluster, pods: usize, secs: u64) -> Idle {
-    let tick = clock_ticks_per_second();
     let kubelet = cluster.kubelet_pid();
-    let apiserver = cluster.apiserver.id();
     let dockerd = dockerd_pid();
-    let before = (
-        proc_cpu_ticks(kubelet).unwrap_or(0),
-        dockerd.and_then(proc_cpu_ticks),
-        proc_cpu_ticks(apiserver).unwrap_or(0),
-    );
-    let t = Instant::now();
+    let window = CpuWindow::start(&[kubelet, cluster.apiserver.id(), dockerd.unwrap_or(0)]);
     tokio::time::sleep(Duration::from_secs(secs)).await;
-    let seconds = t.elapsed().as_secs_f64();
-    let pct = |a: u64, b: u64| b.saturating_sub(a) as f64 / tick / seconds * 100.0;
+    let (pct, elapsed) = window.finish();
     Idle {
         pods,
-        rss_mib: proc_mem_mib(kubelet, "VmRSS"),
-        peak_rss_mib: proc_mem_mib(kubelet, "VmHWM"),
-        kubelet_cpu_pct: pct(before.0, proc_cpu_ticks(kubelet).unwrap_or(0)),
-        dockerd_cpu_pct: before
-            .1
-            .zip(dockerd.and_then(proc_cpu_ticks))
-            .map(|(a, b)| pct(a, b)),
-        apiserver_cpu_pct: pct(before.2, proc_cpu_ticks(apiserver).unwrap_or(0)),
-        seconds,
+        rss_mib: proc::mem_mib(kubelet, "VmRSS"),
+        peak_rss_mib: proc::mem_mib(kubelet, "VmHWM"),
+        kubelet_cpu_pct: pct[0].unwrap_or(0.0),
+        dockerd_cpu_pct: dockerd.and(pct[2]),
+        apiserver_cpu_pct: pct[1].unwrap_or(0.0),
+        seconds: elapsed.as_secs_f64(),
     }
 }
 
