@@ -63,11 +63,10 @@ impl Recorder {
     pub fn event(&self, object: ObjectReference, kind: &str, reason: &str, message: &str) {
         let now = time(Timestamp::now());
         let namespace = object.namespace.clone().unwrap_or_else(|| "default".into());
-        let base = object.name.clone().unwrap_or_default();
-        let suffix = Timestamp::now().as_nanosecond() as u64;
+        let name = minik8s_api::events::event_name(object.name.as_deref().unwrap_or_default());
         let event = Event {
             metadata: ObjectMeta {
-                name: Some(format!("{base}.{suffix:x}")),
+                name: Some(name),
                 namespace: Some(namespace),
                 ..ObjectMeta::default()
             },

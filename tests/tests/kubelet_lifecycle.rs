@@ -323,3 +323,45 @@ async fn a_command_that_cannot_start_goes_into_crash_loop_back_off() {
     assert_eq!(last.exit_code, 127);
     assert!(last.message.unwrap().contains("/no/such/program"));
 }
+
+/// `kubectl get events` lists by name: the scheduler's and the kubelet's events are named
+/// `<pod>.<hex nanoseconds>` alike, so name order is the order they happened.
+#[tokio::test]
+async fn events_of_the_scheduler_and_the_kubelet_list_in_the_order_they_happened() {
+    let node = TestNode::start().await.unwrap();
+    // Not bound here: the scheduler binds it and records `Scheduled` first.
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "ordered"},
+        "spec": {"terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
+                "command": ["sleep", "3600"]}]}
+    }))
+    .unwrap();
+    node.pods().create(&pod).await.unwrap();
+    node.wait_ready("ordered").await.unwrap();
+    let events: minik8s_client::Api<minik8s_api::k8s_openapi::api::core::v1::Event> =
+        minik8s_client::Api::namespaced(node.client.clone(), "default");
+    let want = ["Scheduled", "Pulled", "Created", "Started"];
+    let reasons = minik8s_tests::wait_for("the pod's start events", T, || async {
+        let list = events
+            .list(&minik8s_client::ListParams::default().fields("involvedObject.name=ordered"))
+            .await
+            .ok()?;
+        let reasons: Vec<String> = list.items.into_iter().filter_map(|e| e.reason).collect();
+        want.iter()
+            .all(|w| reasons.iter().any(|r| r == w))
+            .then_some(reasons)
+    })
+    .await
+    .unwrap();
+    // As listed (by name), not re-sorted here.
+    let positions: Vec<usize> = want
+        .iter()
+        .map(|w| reasons.iter().position(|r| r == w).unwrap())
+        .collect();
+    assert!(
+        positions.windows(2).all(|p| p[0] < p[1]),
+        "events listed out of order: {reasons:?}"
+    );
+}

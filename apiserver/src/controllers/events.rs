@@ -22,11 +22,7 @@ pub async fn record(
         "" => "default",
         ns => ns,
     };
-    let name = format!(
-        "{}.{:x}",
-        object::name(obj),
-        uuid::Uuid::new_v4().as_u128() & 0xffff_ffff_ffff_ffff
-    );
+    let name = minik8s_api::events::event_name(object::name(obj));
     let event = json!({
         "apiVersion": "v1",
         "kind": "Event",

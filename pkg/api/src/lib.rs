@@ -6,6 +6,7 @@ pub use k8s_openapi;
 
 pub mod defaults;
 pub mod duration;
+pub mod events;
 pub mod manifest;
 pub mod names;
 pub mod quantity;
