@@ -23,6 +23,7 @@ pub mod manager;
 pub mod network;
 pub mod node;
 pub mod pod;
+pub mod reset;
 pub mod runtime;
 
 use std::collections::BTreeMap;
