@@ -64,23 +64,8 @@ async fn main() -> anyhow::Result<()> {
     // On a signal, the controllers' lease is given up so that another API server on the
     // same etcd takes over at once.
     server
-        .serve_until(async {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminated() => {}
-            }
-        })
+        .serve_until(minik8s_cmd::interrupted())
         .await
         .context("serving")?;
     Ok(())
-}
-
-/// Resolves on SIGTERM (how systemd stops a service); never when it cannot be watched.
-async fn terminated() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            term.recv().await;
-        }
-        Err(_) => std::future::pending().await,
-    }
 }

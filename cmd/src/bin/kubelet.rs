@@ -107,18 +107,7 @@ async fn main() -> anyhow::Result<()> {
     config.max_pods = args.max_pods;
     config.host_gateway = args.host_gateway;
     config.cluster_cidr = args.cluster_cidr;
-    let shutdown = async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    };
-    minik8s_kubelet::run(config, shutdown)
+    minik8s_kubelet::run(config, minik8s_cmd::interrupted())
         .await
         .context("running the kubelet")
 }

@@ -1,5 +1,6 @@
 //! `minik8s up`: a one-node cluster in one process — the API server on the embedded
 //! store, its controllers, and a kubelet for this machine — plus a kubeconfig to reach it.
+//! `minik8s reset`: removes what MiniK8s left on this machine.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,8 +21,25 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Runs a one-node cluster here until interrupted.
+    /// Runs a one-node cluster here until interrupted (Ctrl-C or SIGTERM).
     Up(Up),
+    /// Removes what MiniK8s made on this machine, of any cluster: every pod container
+    /// (pods keep running after `up` stops), the pod networks, the routes and the MINIK8S
+    /// iptables chains; with --data, the data directory too. Stop `up` first.
+    Reset(Reset),
+}
+
+#[derive(Parser, Debug)]
+struct Reset {
+    /// Also remove the data directory: the store, the pod directories, the kubeconfig copy.
+    #[arg(long)]
+    data: bool,
+    /// The data directory (default: ~/.local/share/minik8s).
+    #[arg(long, env = "MINIK8S_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Docker's socket (default: /var/run/docker.sock).
+    #[arg(long, env = "DOCKER_HOST")]
+    docker_host: Option<String>,
 }
 
 #[derive(Parser, Debug)]
@@ -46,6 +64,9 @@ struct Up {
     /// The pause image (built by deploy/images.sh).
     #[arg(long, default_value = minik8s_kubelet::DEFAULT_PAUSE_IMAGE)]
     pause_image: String,
+    /// Docker's socket (default: /var/run/docker.sock).
+    #[arg(long, env = "DOCKER_HOST")]
+    docker_host: Option<String>,
     /// The range pod addresses come from, one /24 per node.
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: minik8s_kubelet::network::Ipv4Net,
@@ -81,10 +102,31 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Command::Up(up) = Cli::parse().command;
-    let data_dir = up
-        .data_dir
-        .unwrap_or_else(|| home().join(".local/share/minik8s"));
+    match Cli::parse().command {
+        Command::Up(up) => run_up(up).await,
+        Command::Reset(reset) => run_reset(reset).await,
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    home().join(".local/share/minik8s")
+}
+
+async fn run_reset(reset: Reset) -> anyhow::Result<()> {
+    let data_dir = reset
+        .data
+        .then(|| reset.data_dir.unwrap_or_else(default_data_dir));
+    let report =
+        minik8s_kubelet::reset::reset(reset.docker_host.as_deref(), data_dir.as_deref()).await;
+    print!("{report}");
+    if !report.failures.is_empty() {
+        anyhow::bail!("the reset is incomplete: {} failed", report.failures.len());
+    }
+    Ok(())
+}
+
+async fn run_up(up: Up) -> anyhow::Result<()> {
+    let data_dir = up.data_dir.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
 
@@ -118,6 +160,7 @@ async fn main() -> anyhow::Result<()> {
     kubelet.root_dir = data_dir.join("kubelet");
     kubelet.port = up.kubelet_port;
     kubelet.pause_image = up.pause_image;
+    kubelet.docker_socket = up.docker_host;
     kubelet.cluster_cidr = Some(up.cluster_cidr);
 
     println!(
@@ -136,10 +179,7 @@ async fn main() -> anyhow::Result<()> {
             path.display()
         );
     }
-    let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let result = minik8s_kubelet::run(kubelet, stop).await;
+    let result = minik8s_kubelet::run(kubelet, minik8s_cmd::interrupted()).await;
     server.shutdown().await;
     result.context("kubelet")
 }
