@@ -12,6 +12,7 @@ pub mod http;
 pub mod object;
 pub mod patch;
 pub mod printers;
+pub mod protobuf;
 pub mod registry;
 pub mod server;
 pub mod strategy;
