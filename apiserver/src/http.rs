@@ -26,6 +26,7 @@ use crate::exec;
 use crate::object;
 use crate::patch::PatchType;
 use crate::printers::{self, IncludeObject};
+use crate::protobuf;
 use crate::registry::{
     DeleteParams, Deleted, FieldValidation, Filter, ListParams, Registry, Written,
 };
@@ -176,10 +177,9 @@ async fn group_api(
         return ApiError::NoSuchPath.into_response();
     }
     let group = resource::canonical_group(group).to_string();
-    match handle(state, method, &group, &rest, &uri, headers, req.into_body()).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
-    }
+    let proto = wants_protobuf(&headers, &uri);
+    let result = handle(state, method, &group, &rest, &uri, headers, req.into_body()).await;
+    respond(result, proto).await
 }
 
 /// What a path under `/api/v1` (or `/apis/{group}/{version}`) names.
@@ -262,15 +262,93 @@ fn content_type(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-fn check_json_body(headers: &HeaderMap) -> Result<()> {
+/// The media type of a `Content-Type` or of one entry of `Accept`, without parameters.
+fn media_type(value: &str) -> &str {
+    value.split(';').next().unwrap_or("").trim()
+}
+
+/// Reads an object sent to `r`: JSON, or Kubernetes' protobuf for the kinds that have
+/// it (as for a CRD in Kubernetes, our own kinds are JSON only: `415`).
+async fn read_object(headers: &HeaderMap, r: &ResourceInfo, body: Body) -> Result<Value> {
     let ct = content_type(headers);
-    let base = ct.split(';').next().unwrap_or("").trim();
-    if base.is_empty() || base == "application/json" || base == "*/*" {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json (got {base})"
-        )))
+    let proto = protobuf::codec_for(&r.api_version(), r.kind).is_some();
+    match media_type(&ct) {
+        "" | "application/json" | "*/*" => read_json(body).await,
+        protobuf::MEDIA_TYPE if proto => decode_protobuf(&read_bytes(body).await?),
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types \
+             include: application/json{} (got {other})",
+            if proto {
+                format!(", {}", protobuf::MEDIA_TYPE)
+            } else {
+                String::new()
+            }
+        ))),
+    }
+}
+
+async fn read_bytes(body: Body) -> Result<Bytes> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::TooLarge)
+}
+
+fn decode_protobuf(bytes: &[u8]) -> Result<Value> {
+    protobuf::decode(bytes).map_err(|e| match e {
+        protobuf::DecodeError::UnknownKind { .. } => ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - {e}"
+        )),
+        other => ApiError::BadRequest(other.to_string()),
+    })
+}
+
+/// Whether the client asks for protobuf first in `Accept`, as client-go does with
+/// `application/vnd.kubernetes.protobuf,application/json`. Watches stay JSON: a client
+/// reads the stream in the content type the response names.
+fn wants_protobuf(headers: &HeaderMap, uri: &Uri) -> bool {
+    let first = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .and_then(|a| a.split(',').next())
+        .unwrap_or("");
+    let watch = Query::<HashMap<String, String>>::try_from_uri(uri)
+        .is_ok_and(|Query(q)| is_true(q.get("watch").map(String::as_str)));
+    media_type(first) == protobuf::MEDIA_TYPE && !first.contains("as=") && !watch
+}
+
+/// The response to a request, in protobuf when the client asked for it and the object
+/// (or list, or `Status`) has a protobuf form; in JSON otherwise, as Kubernetes answers
+/// for a CRD.
+async fn respond(result: Result<Response>, proto: bool) -> Response {
+    let resp = result.unwrap_or_else(IntoResponse::into_response);
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct == "application/json");
+    if !proto || !is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return ApiError::Internal("reading a response".to_string()).into_response();
+    };
+    let encoded = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| protobuf::encode(&v));
+    match encoded {
+        Some(Ok(pb)) => {
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(protobuf::MEDIA_TYPE),
+            );
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(pb))
+        }
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "a stored object has no protobuf form; answered in JSON");
+            Response::from_parts(parts, Body::from(bytes))
+        }
+        None => Response::from_parts(parts, Body::from(bytes)),
     }
 }
 
@@ -309,10 +387,9 @@ async fn core_v1(
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
-    match handle(state, method, "", &path, &uri, headers, req.into_body()).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
-    }
+    let proto = wants_protobuf(&headers, &uri);
+    let result = handle(state, method, "", &path, &uri, headers, req.into_body()).await;
+    respond(result, proto).await
 }
 
 async fn handle(
@@ -394,11 +471,10 @@ async fn handle(
             Ok(json_bytes(StatusCode::OK, body))
         }
         (&Method::POST, None) => {
-            check_json_body(&headers)?;
             if r.namespaced && ns.is_none() {
                 return Err(ApiError::MethodNotAllowed);
             }
-            let obj = read_json(body).await?;
+            let obj = read_object(&headers, r, body).await?;
             let Written { object, warnings } = reg.create(r, ns, obj, validation).await?;
             Ok(json_response(StatusCode::CREATED, &object, &warnings))
         }
@@ -418,10 +494,9 @@ async fn handle(
             Ok(json_bytes(StatusCode::OK, reg.get_json(r, ns, name).await?))
         }
         (&Method::PUT, Some(name)) => {
-            check_json_body(&headers)?;
             require_scope(&target)?;
             let part = part_of(&target)?;
-            let obj = read_json(body).await?;
+            let obj = read_object(&headers, r, body).await?;
             let Written { object, warnings } =
                 reg.update(r, ns, name, obj, part, validation).await?;
             Ok(json_response(StatusCode::OK, &object, &warnings))
@@ -446,11 +521,12 @@ async fn handle(
             if target.subresource.is_some() {
                 return Err(ApiError::MethodNotAllowed);
             }
-            let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-                .await
-                .map_err(|_| ApiError::TooLarge)?;
+            let bytes = read_bytes(body).await?;
             let mut params: DeleteParams = if bytes.iter().all(u8::is_ascii_whitespace) {
                 DeleteParams::default()
+            } else if media_type(&content_type(&headers)) == protobuf::MEDIA_TYPE {
+                serde_json::from_value(decode_protobuf(&bytes)?)
+                    .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
             } else {
                 serde_json::from_slice(&bytes)
                     .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
