@@ -1,7 +1,11 @@
 //! A Docker daemon of a test's own, beside the system's: its own socket, data root, exec
-//! root, pid file and config, no default bridge — a second node's Docker on one machine,
-//! and one a test may stop and start again without disturbing the tests that share the
+//! root, pid file, config and default bridge — a second node's Docker on one machine, and
+//! one a test may stop and start again without disturbing the tests that share the
 //! system daemon.
+//!
+//! Its default bridge is one the harness makes for it ([`Bridge`]) and names with
+//! `--bridge`: a daemon started with `--bridge=none` deletes the host's `docker0` when it
+//! starts, which leaves the system daemon's default network broken until it restarts.
 //!
 //! It runs with `--iptables=false`: a daemon that manages iptables removes and rebuilds
 //! the shared `DOCKER` and `DOCKER-ISOLATION-*` chains when it starts, which takes the
@@ -9,8 +13,9 @@
 //! the kubelet's `network` module) are what let traffic through to its pods.
 //!
 //! Dropping it removes its containers and networks (so no bridge is left behind), stops
-//! it and removes its directories. Daemons of test processes that died before their guard
-//! ran are stopped by the next [`PrivateDockerd::start`].
+//! it and removes its directories and its default bridge. Daemons and bridges of test
+//! processes that died before their guard ran are removed by the next
+//! [`PrivateDockerd::start`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +23,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+
+pub mod bridge;
+
+pub use bridge::Bridge;
 
 /// How long a daemon may take to answer after it was started.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -37,6 +46,8 @@ pub struct PrivateDockerd {
     dir: tempfile::TempDir,
     child: Option<Child>,
     registration: PathBuf,
+    /// Dropped after the daemon stopped (fields drop after `Drop::drop`).
+    bridge: Bridge,
 }
 
 impl PrivateDockerd {
@@ -45,6 +56,8 @@ impl PrivateDockerd {
     pub async fn start() -> anyhow::Result<PrivateDockerd> {
         crate::kubelet::ensure_images()?;
         sweep_dead_daemons();
+        bridge::sweep_dead();
+        let bridge = Bridge::create()?;
         let dir = tempfile::Builder::new().prefix("mk8s-dockerd-").tempdir()?;
         std::fs::write(dir.path().join("daemon.json"), "{}\n")?;
         std::fs::create_dir_all(registry_dir())?;
@@ -58,6 +71,7 @@ impl PrivateDockerd {
             dir,
             child: None,
             registration,
+            bridge,
         };
         daemon.start_again().await?;
         daemon.load_images()?;
@@ -71,6 +85,11 @@ impl PrivateDockerd {
 
     pub fn socket(&self) -> PathBuf {
         self.dir.path().join("docker.sock")
+    }
+
+    /// The default bridge it runs with, of its own.
+    pub fn bridge(&self) -> &Bridge {
+        &self.bridge
     }
 
     /// The daemon's own log.
@@ -124,7 +143,8 @@ impl PrivateDockerd {
             .arg(d.join("exec"))
             .arg("--pidfile")
             .arg(d.join("docker.pid"))
-            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
+            .arg(format!("--bridge={}", self.bridge.name()))
+            .args(["--iptables=false", "--ip-masq=false"])
             // Containers that ignore SIGTERM do not hold up a stop for long.
             .args(["--shutdown-timeout", "2", "--log-level", "warn"])
             .stdin(Stdio::null())
