@@ -15,6 +15,7 @@ pub mod printers;
 pub mod protobuf;
 pub mod registry;
 pub mod server;
+pub mod services;
 pub mod strategy;
 pub mod watch_cache;
 

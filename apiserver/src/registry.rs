@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::error::{ApiError, Result};
 use crate::object;
 use crate::patch::{self, PatchType};
+use crate::services::{Allocations, ServiceRanges};
 use crate::strategy::{self, Part, Strategy};
 use crate::watch_cache::WatchCache;
 
@@ -28,6 +29,8 @@ const PATCH_RETRIES: usize = 8;
 pub struct Registry {
     store: Arc<dyn Store>,
     caches: HashMap<&'static str, Arc<WatchCache>>,
+    /// Cluster IPs and node ports of services.
+    allocations: Allocations,
 }
 
 /// How to treat fields the server does not know (`?fieldValidation=`).
@@ -293,6 +296,15 @@ impl Registry {
     /// Seeds the system namespaces and starts one watch cache per resource, each keeping
     /// `watch_window` recent events for watchers that resume.
     pub async fn new(store: Arc<dyn Store>, watch_window: usize) -> Result<Registry> {
+        Self::with_service_ranges(store, watch_window, ServiceRanges::default()).await
+    }
+
+    /// [`Registry::new`], with services taking cluster IPs and node ports from `ranges`.
+    pub async fn with_service_ranges(
+        store: Arc<dyn Store>,
+        watch_window: usize,
+        ranges: ServiceRanges,
+    ) -> Result<Registry> {
         let mut caches = HashMap::new();
         for r in resource::ALL {
             let cache = WatchCache::start(store.clone(), r, prefix(r, None), watch_window)
@@ -300,7 +312,12 @@ impl Registry {
                 .map_err(|e| ApiError::from_store(e, r, ""))?;
             caches.insert(r.plural, cache);
         }
-        let registry = Registry { store, caches };
+        let allocations = Allocations::new(store.clone(), ranges);
+        let registry = Registry {
+            store,
+            caches,
+            allocations,
+        };
         for ns in SYSTEM_NAMESPACES {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             match registry
@@ -321,6 +338,10 @@ impl Registry {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn allocations(&self) -> &Allocations {
+        &self.allocations
     }
 
     pub fn cache(&self, resource: &ResourceInfo) -> &Arc<WatchCache> {
@@ -606,11 +627,28 @@ impl Registry {
             self.check_namespace(resource, &ns, &name).await?;
         }
         let key = key(resource, Some(&ns), &name);
-        let rev = self
-            .store
-            .create(&key, to_bytes(&obj)?)
-            .await
-            .map_err(|e| ApiError::from_store(e, resource, &name))?;
+        let taken = if resource == &resource::SERVICES {
+            Some(self.allocations.on_create(&mut obj).await?)
+        } else {
+            None
+        };
+        let written = match to_bytes(&obj) {
+            Ok(bytes) => self
+                .store
+                .create(&key, bytes)
+                .await
+                .map_err(|e| ApiError::from_store(e, resource, &name)),
+            Err(e) => Err(e),
+        };
+        let rev = match written {
+            Ok(rev) => rev,
+            Err(e) => {
+                if let Some(taken) = taken {
+                    self.allocations.release(taken).await;
+                }
+                return Err(e);
+            }
+        };
         object::set_resource_version(&mut obj, rev);
         Ok(Written {
             object: obj,
@@ -707,6 +745,35 @@ impl Registry {
             }
         }
         let mut new = strategy.prepare_update(old, new, part)?;
+        let allocated = if resource == &resource::SERVICES && part == Part::Main {
+            Some(self.allocations.on_update(old, &mut new).await?)
+        } else {
+            None
+        };
+        let result = self
+            .store_update(resource, namespace, name, old, new, expected)
+            .await;
+        if let Some((taken, freed)) = allocated {
+            match &result {
+                Ok(_) => self.allocations.release(freed).await,
+                Err(_) => self.allocations.release(taken).await,
+            }
+        }
+        result
+    }
+
+    /// The write of an update after its preparation: a new generation when the spec
+    /// changed, no write at all when nothing did, removal once the last finalizer of an
+    /// object being deleted is gone.
+    async fn store_update(
+        &self,
+        resource: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        old: &Value,
+        mut new: Value,
+        expected: Revision,
+    ) -> Result<Value> {
         if new.get("spec") != old.get("spec") {
             let generation = object::meta(old)
                 .and_then(|m| m.get("generation"))
@@ -880,6 +947,9 @@ impl Registry {
             if !wait {
                 return match self.store.delete(&key, Some(kv.mod_revision)).await {
                     Ok(kv) => {
+                        if resource == &resource::SERVICES {
+                            self.allocations.on_delete(&obj).await;
+                        }
                         let mut gone = obj;
                         object::set_resource_version(&mut gone, kv.mod_revision);
                         Ok(Deleted::Gone(gone))

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::controllers::{self, ControllerConfig};
 use crate::http::{self, AppState, HttpConfig};
 use crate::registry::Registry;
+use crate::services::ServiceRanges;
 
 /// Where objects are kept.
 #[derive(Clone, Debug)]
@@ -75,6 +76,8 @@ pub struct ServerConfig {
     /// The scheduler and node controller (pod CIDRs, heartbeats); `None` runs none, for
     /// an API server whose objects only clients change.
     pub controllers: Option<ControllerConfig>,
+    /// Where services' cluster IPs and node ports come from.
+    pub service_ranges: ServiceRanges,
 }
 
 impl ServerConfig {
@@ -87,6 +90,7 @@ impl ServerConfig {
             watch_window: crate::watch_cache::DEFAULT_WINDOW,
             event_ttl: Duration::from_secs(3600),
             controllers: Some(ControllerConfig::default()),
+            service_ranges: ServiceRanges::default(),
         }
     }
 }
@@ -128,7 +132,14 @@ impl Server {
         config: ServerConfig,
         store: Arc<dyn Store>,
     ) -> Result<Server, StartError> {
-        let registry = Arc::new(Registry::new(store, config.watch_window).await?);
+        let registry = Arc::new(
+            Registry::with_service_ranges(
+                store,
+                config.watch_window,
+                config.service_ranges.clone(),
+            )
+            .await?,
+        );
         let listener =
             TcpListener::bind(config.listen)
                 .await

@@ -2,7 +2,8 @@
 //! a spec or a status update may change, and which fields selectors can use. Everything
 //! else (storage, versions, watches) is the registry's, shared by all resources.
 
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use minik8s_api::defaults;
 use minik8s_api::resource::{self, ResourceInfo};
 use minik8s_api::taskset::{self, TaskSet};
@@ -341,6 +342,9 @@ pub fn for_resource(info: &ResourceInfo) -> &'static dyn Strategy {
         "nodes" => &NodeStrategy,
         "namespaces" => &NamespaceStrategy,
         "tasksets" => &TaskSetStrategy,
+        "services" => &ServiceStrategy,
+        "endpoints" => &EndpointsStrategy,
+        "endpointslices" => &EndpointSliceStrategy,
         _ => &EventStrategy,
     }
 }
@@ -373,5 +377,134 @@ impl Strategy for TaskSetStrategy {
 
     fn selectable_fields(&self) -> &'static [&'static str] {
         &["status.phase"]
+    }
+}
+
+pub struct ServiceStrategy;
+
+impl Strategy for ServiceStrategy {
+    fn info(&self) -> &'static ResourceInfo {
+        &resource::SERVICES
+    }
+
+    fn normalize(&self, obj: Value) -> Result<Value> {
+        encode(&decode::<Service>(self.info(), obj)?)
+    }
+
+    fn prepare_create(&self, obj: Value) -> Result<Value> {
+        let mut svc: Service = decode(self.info(), obj)?;
+        defaults::default_service(&mut svc);
+        let v = encode(&svc)?;
+        check(self.info(), &v, validation::validate_service(&svc))?;
+        Ok(v)
+    }
+
+    fn prepare_update(&self, old: &Value, new: Value, part: Part) -> Result<Value> {
+        let old_svc: Service = decode(self.info(), old.clone())?;
+        let mut svc: Service = decode(self.info(), merge_parts(old, new, part))?;
+        if part == Part::Main {
+            keep_allocated(&old_svc, &mut svc);
+            defaults::default_service(&mut svc);
+        }
+        let v = encode(&svc)?;
+        check(
+            self.info(),
+            &v,
+            validation::validate_service_update(&old_svc, &svc),
+        )?;
+        Ok(v)
+    }
+
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["spec.clusterIP", "spec.type"]
+    }
+}
+
+/// What an update left out of a service's allocated fields is kept, and what its new type
+/// no longer allows goes, before validation — as Kubernetes' service registry does, so
+/// that an `apply` or a `PUT` without `clusterIP` or `nodePort` is not a change of them,
+/// and a NodePort service turned ClusterIP loses its node ports.
+fn keep_allocated(old: &Service, new: &mut Service) {
+    let (Some(o), Some(n)) = (&old.spec, &mut new.spec) else {
+        return;
+    };
+    let ty = |t: &Option<String>| t.clone().unwrap_or_else(|| "ClusterIP".into());
+    let (old_ty, new_ty) = (ty(&o.type_), ty(&n.type_));
+    let has_ip =
+        |t: &str, ip: &Option<String>| t != "ExternalName" && ip.as_deref() != Some("None");
+    if has_ip(&old_ty, &o.cluster_ip)
+        && has_ip(&new_ty, &n.cluster_ip)
+        && n.cluster_ip.as_deref().unwrap_or_default().is_empty()
+        && n.cluster_ips.as_ref().is_none_or(Vec::is_empty)
+    {
+        n.cluster_ip.clone_from(&o.cluster_ip);
+        n.cluster_ips.clone_from(&o.cluster_ips);
+    }
+    let node_ports = |t: &str| t == "NodePort" || t == "LoadBalancer";
+    for port in n.ports.iter_mut().flatten() {
+        let old_port = o.ports.iter().flatten().find(|p| {
+            p.port == port.port
+                && p.protocol.as_deref().unwrap_or("TCP")
+                    == port.protocol.as_deref().unwrap_or("TCP")
+        });
+        let old_np = old_port.and_then(|p| p.node_port).filter(|n| *n != 0);
+        match (node_ports(&old_ty), node_ports(&new_ty)) {
+            (true, true) if port.node_port.unwrap_or(0) == 0 => port.node_port = old_np,
+            // Left over from the old type (not chosen anew): dropped.
+            (true, false) if port.node_port == old_np => port.node_port = None,
+            _ => {}
+        }
+    }
+}
+
+pub struct EndpointsStrategy;
+
+impl Strategy for EndpointsStrategy {
+    fn info(&self) -> &'static ResourceInfo {
+        &resource::ENDPOINTS
+    }
+
+    fn normalize(&self, obj: Value) -> Result<Value> {
+        encode(&decode::<Endpoints>(self.info(), obj)?)
+    }
+
+    fn prepare_create(&self, obj: Value) -> Result<Value> {
+        let ep: Endpoints = decode(self.info(), obj)?;
+        let v = encode(&ep)?;
+        check(self.info(), &v, validation::validate_endpoints(&ep))?;
+        Ok(v)
+    }
+
+    fn prepare_update(&self, old: &Value, new: Value, part: Part) -> Result<Value> {
+        let ep: Endpoints = decode(self.info(), merge_parts(old, new, part))?;
+        let v = encode(&ep)?;
+        check(self.info(), &v, validation::validate_endpoints(&ep))?;
+        Ok(v)
+    }
+}
+
+pub struct EndpointSliceStrategy;
+
+impl Strategy for EndpointSliceStrategy {
+    fn info(&self) -> &'static ResourceInfo {
+        &resource::ENDPOINT_SLICES
+    }
+
+    fn normalize(&self, obj: Value) -> Result<Value> {
+        encode(&decode::<EndpointSlice>(self.info(), obj)?)
+    }
+
+    fn prepare_create(&self, obj: Value) -> Result<Value> {
+        let slice: EndpointSlice = decode(self.info(), obj)?;
+        let v = encode(&slice)?;
+        check(self.info(), &v, validation::validate_endpoint_slice(&slice))?;
+        Ok(v)
+    }
+
+    fn prepare_update(&self, old: &Value, new: Value, part: Part) -> Result<Value> {
+        let slice: EndpointSlice = decode(self.info(), merge_parts(old, new, part))?;
+        let v = encode(&slice)?;
+        check(self.info(), &v, validation::validate_endpoint_slice(&slice))?;
+        Ok(v)
     }
 }

@@ -198,7 +198,7 @@ async fn good_documents_go_through_bad_ones_are_reported() {
             "error parsing {file}: line 13, column 15: mapping values are not allowed in this context\n\
              Error from server (Invalid): error when creating \"{file}\": Pod \"invalid\" is invalid: spec.containers[0].image: Required value\n\
              resource mapping not found for name: \"dep\" namespace: \"\" from \"{file}\": no matches for kind \"Deployment\" in version \"apps/v1\"\n\
-             known kinds: Event (v1), Namespace (v1), Node (v1), Pod (v1), TaskSet (minik8s.io/v1alpha1)\n\
+             known kinds: EndpointSlice (discovery.k8s.io/v1), Endpoints (v1), Event (v1), Namespace (v1), Node (v1), Pod (v1), Service (v1), TaskSet (minik8s.io/v1alpha1)\n\
              Error from server (AlreadyExists): error when creating \"{file}\": pods \"web\" already exists\n"
         )
     );
@@ -213,7 +213,7 @@ async fn unknown_types_and_kinds_name_the_known_ones() {
     assert_eq!(out.code, 1);
     assert_eq!(
         out.err,
-        "error: the server doesn't have a resource type \"deployments\"\nknown resource types: events (ev), namespaces (ns), nodes (no), pods (po), tasksets (ts)\n"
+        "error: the server doesn't have a resource type \"deployments\"\nknown resource types: endpoints (ep), endpointslices, events (ev), namespaces (ns), nodes (no), pods (po), services (svc), tasksets (ts)\n"
     );
     let file = c.write(
         "dep.yaml",
@@ -223,7 +223,7 @@ async fn unknown_types_and_kinds_name_the_known_ones() {
     assert_eq!(
         out.err,
         format!(
-            "error: resource mapping not found for name: \"d\" namespace: \"\" from \"{file}\": no matches for kind \"Deployment\" in version \"apps/v1\"\nknown kinds: Event (v1), Namespace (v1), Node (v1), Pod (v1), TaskSet (minik8s.io/v1alpha1)\n"
+            "error: resource mapping not found for name: \"d\" namespace: \"\" from \"{file}\": no matches for kind \"Deployment\" in version \"apps/v1\"\nknown kinds: EndpointSlice (discovery.k8s.io/v1), Endpoints (v1), Event (v1), Namespace (v1), Node (v1), Pod (v1), Service (v1), TaskSet (minik8s.io/v1alpha1)\n"
         )
     );
 }

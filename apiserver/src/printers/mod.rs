@@ -8,6 +8,18 @@ use serde_json::{Value, json};
 
 use crate::object;
 
+mod services;
+
+fn name_column() -> Col {
+    Col::new(
+        "Name",
+        "string",
+        "name",
+        0,
+        "Name must be unique within a namespace.",
+    )
+}
+
 /// Age of an RFC 3339 timestamp, `<unknown>` when missing.
 pub fn age(ts: Option<&str>, now: jiff::Timestamp) -> String {
     match ts.and_then(object::parse_time) {
@@ -17,13 +29,7 @@ pub fn age(ts: Option<&str>, now: jiff::Timestamp) -> String {
 }
 
 fn columns(resource: &ResourceInfo) -> Vec<Col> {
-    let name = Col::new(
-        "Name",
-        "string",
-        "name",
-        0,
-        "Name must be unique within a namespace.",
-    );
+    let name = name_column();
     let age = Col::new(
         "Age",
         "string",
@@ -32,6 +38,9 @@ fn columns(resource: &ResourceInfo) -> Vec<Col> {
         "CreationTimestamp is a timestamp representing the server time when this object was created.",
     );
     match resource.plural {
+        "services" => services::service_columns(age),
+        "endpoints" => services::endpoints_columns(age),
+        "endpointslices" => services::endpoint_slice_columns(age),
         "pods" => vec![
             name,
             Col::new(
@@ -529,6 +538,9 @@ fn cells(resource: &ResourceInfo, obj: &Value, now: jiff::Timestamp) -> Vec<Valu
             json!(age(object::meta_str(obj, "creationTimestamp"), now)),
         ],
         "tasksets" => taskset_cells(obj, now),
+        "services" => services::service_cells(obj, now),
+        "endpoints" => services::endpoints_cells(obj, now),
+        "endpointslices" => services::endpoint_slice_cells(obj, now),
         _ => vec![
             json!(object::name(obj)),
             json!(age(object::meta_str(obj, "creationTimestamp"), now)),

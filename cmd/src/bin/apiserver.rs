@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use minik8s_api::duration::parse_duration_flag;
 use minik8s_apiserver::controllers::leader::LeaseConfig;
+use minik8s_apiserver::services::ServiceRanges;
 use minik8s_apiserver::{Server, ServerConfig, StoreConfig};
 
 /// The MiniK8s API server.
@@ -23,6 +24,12 @@ struct Args {
     /// etcd://HOST:PORT[,HOST:PORT...]: keep objects in etcd instead.
     #[arg(long, env = "MINIK8S_DATASTORE_ENDPOINT")]
     datastore_endpoint: Option<String>,
+    /// The range services' cluster IPs come from.
+    #[arg(long, default_value = "10.96.0.0/16")]
+    service_cluster_ip_range: minik8s_kubelet::network::Ipv4Net,
+    /// The range services' node ports come from.
+    #[arg(long, default_value = "30000-32767", value_parser = ServiceRanges::parse_ports)]
+    service_node_port_range: (u16, u16),
     /// With etcd: how long a silent holder keeps the controllers' lease.
     #[arg(long, default_value = "15s", value_parser = parse_duration_flag)]
     leader_elect_lease_duration: Duration,
@@ -50,6 +57,10 @@ async fn main() -> anyhow::Result<()> {
         },
     };
     let mut config = ServerConfig::new(args.listen, store);
+    config.service_ranges = ServiceRanges {
+        cluster_ips: args.service_cluster_ip_range,
+        node_ports: args.service_node_port_range,
+    };
     if let Some(controllers) = &mut config.controllers {
         controllers.lease = LeaseConfig {
             duration: args.leader_elect_lease_duration,

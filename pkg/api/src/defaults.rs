@@ -8,9 +8,11 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, HTTPGetAction, Namespace, NamespaceSpec, NamespaceStatus, Node, Pod, Probe,
-    ResourceRequirements, Volume,
+    ClientIPConfig, Container, HTTPGetAction, LoadBalancerStatus, Namespace, NamespaceSpec,
+    NamespaceStatus, Node, Pod, Probe, ResourceRequirements, Service, ServiceStatus,
+    SessionAffinityConfig, Volume,
 };
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::quantity::parse_quantity;
 
@@ -188,6 +190,72 @@ pub fn default_namespace(ns: &mut Namespace) {
     }
     let status = ns.status.get_or_insert_with(NamespaceStatus::default);
     default_str(&mut status.phase, "Active");
+}
+
+/// Session affinity by client IP lasts this long without traffic unless told otherwise:
+/// three hours, as in Kubernetes.
+const DEFAULT_AFFINITY_TIMEOUT: i32 = 10800;
+
+/// Fills a service's defaults as Kubernetes' defaulting and its service registry do:
+/// type `ClusterIP`, session affinity `None` (with a 3-hour timeout for `ClientIP`), port
+/// protocols `TCP`, a target port equal to the port, `Cluster` traffic policies
+/// (external only where the service is reachable from outside), one IPv4 family, and
+/// `clusterIPs` that agree with `clusterIP`. The cluster IP and node ports themselves are
+/// allocated by the API server.
+pub fn default_service(svc: &mut Service) {
+    let spec = svc.spec.get_or_insert_with(Default::default);
+    default_str(&mut spec.type_, "ClusterIP");
+    default_str(&mut spec.session_affinity, "None");
+    if spec.session_affinity.as_deref() == Some("ClientIP") {
+        let config = spec
+            .session_affinity_config
+            .get_or_insert_with(SessionAffinityConfig::default)
+            .client_ip
+            .get_or_insert_with(ClientIPConfig::default);
+        config
+            .timeout_seconds
+            .get_or_insert(DEFAULT_AFFINITY_TIMEOUT);
+    }
+    for port in spec.ports.iter_mut().flatten() {
+        default_str(&mut port.protocol, "TCP");
+        let unset = match &port.target_port {
+            None => true,
+            Some(IntOrString::Int(n)) => *n == 0,
+            Some(IntOrString::String(s)) => s.is_empty(),
+        };
+        if unset {
+            port.target_port = Some(IntOrString::Int(port.port));
+        }
+    }
+    let ty = spec.type_.clone().unwrap_or_default();
+    if ty == "ExternalName" {
+        return;
+    }
+    default_str(&mut spec.internal_traffic_policy, "Cluster");
+    let external = matches!(ty.as_str(), "NodePort" | "LoadBalancer")
+        || spec.external_ips.as_ref().is_some_and(|i| !i.is_empty());
+    if external {
+        default_str(&mut spec.external_traffic_policy, "Cluster");
+    }
+    // clusterIP and clusterIPs[0] say the same; either may be the one given.
+    let first = spec
+        .cluster_ips
+        .as_ref()
+        .and_then(|ips| ips.first())
+        .cloned();
+    match (spec.cluster_ip.as_deref().unwrap_or_default(), first) {
+        ("", Some(first)) => spec.cluster_ip = Some(first),
+        (ip, None) if !ip.is_empty() => spec.cluster_ips = Some(vec![ip.to_string()]),
+        _ => {}
+    }
+    if spec.ip_families.as_ref().is_none_or(Vec::is_empty) {
+        spec.ip_families = Some(vec!["IPv4".to_string()]);
+    }
+    default_str(&mut spec.ip_family_policy, "SingleStack");
+    let status = svc.status.get_or_insert_with(ServiceStatus::default);
+    status
+        .load_balancer
+        .get_or_insert_with(LoadBalancerStatus::default);
 }
 
 /// Fills a node's defaults: allocatable equal to capacity when not given, and

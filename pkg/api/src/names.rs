@@ -13,6 +13,8 @@ const PORT_NAME_MAX_LENGTH: usize = 15;
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_LABEL_ERR: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
+const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
+const DNS1035_LABEL_ERR: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character";
 const DNS1123_SUBDOMAIN_FMT: &str =
     "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1123_SUBDOMAIN_ERR: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
@@ -89,6 +91,23 @@ pub fn is_dns1123_label(value: &str) -> Vec<String> {
                 &["my-name", "123-abc"],
             ));
         }
+    }
+    errs
+}
+
+/// A DNS-1035 label (RFC 1035): a DNS-1123 label that starts with a letter; the rule for
+/// service names, which become DNS names and environment variable names.
+pub fn is_dns1035_label(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if value.len() > DNS1123_LABEL_MAX_LENGTH {
+        errs.push(max_len_error(DNS1123_LABEL_MAX_LENGTH));
+    }
+    if !(matches_label(value) && value.as_bytes()[0].is_ascii_lowercase()) {
+        errs.push(regex_error(
+            DNS1035_LABEL_ERR,
+            DNS1035_LABEL_FMT,
+            &["my-name", "abc-123"],
+        ));
     }
     errs
 }
@@ -295,6 +314,22 @@ mod tests {
         assert_eq!(
             is_dns1123_label(&"a".repeat(64)),
             vec!["must be no more than 63 characters"]
+        );
+    }
+
+    #[test]
+    fn dns1035_label() {
+        for ok in ["a", "my-name", "abc-123", &"a".repeat(63)] {
+            assert!(is_dns1035_label(ok).is_empty(), "{ok}");
+        }
+        for bad in ["", "1abc", "-a", "a-", "A", "a.b", "my_name"] {
+            assert_eq!(is_dns1035_label(bad).len(), 1, "{bad}");
+        }
+        assert_eq!(
+            is_dns1035_label("9web"),
+            vec![
+                "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
+            ]
         );
     }
 

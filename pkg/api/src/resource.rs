@@ -60,6 +60,39 @@ pub const EVENTS: ResourceInfo = ResourceInfo {
     has_status: false,
 };
 
+pub const SERVICES: ResourceInfo = ResourceInfo {
+    group: "",
+    version: "v1",
+    kind: "Service",
+    plural: "services",
+    singular: "service",
+    short_names: &["svc"],
+    namespaced: true,
+    has_status: true,
+};
+
+pub const ENDPOINTS: ResourceInfo = ResourceInfo {
+    group: "",
+    version: "v1",
+    kind: "Endpoints",
+    plural: "endpoints",
+    singular: "endpoints",
+    short_names: &["ep"],
+    namespaced: true,
+    has_status: false,
+};
+
+pub const ENDPOINT_SLICES: ResourceInfo = ResourceInfo {
+    group: "discovery.k8s.io",
+    version: "v1",
+    kind: "EndpointSlice",
+    plural: "endpointslices",
+    singular: "endpointslice",
+    short_names: &[],
+    namespaced: true,
+    has_status: false,
+};
+
 pub const TASKSETS: ResourceInfo = ResourceInfo {
     group: crate::taskset::GROUP,
     version: crate::taskset::VERSION,
@@ -72,7 +105,16 @@ pub const TASKSETS: ResourceInfo = ResourceInfo {
 };
 
 /// Every resource served, in discovery order.
-pub const ALL: &[ResourceInfo] = &[NAMESPACES, PODS, NODES, EVENTS, TASKSETS];
+pub const ALL: &[ResourceInfo] = &[
+    NAMESPACES,
+    PODS,
+    NODES,
+    EVENTS,
+    SERVICES,
+    ENDPOINTS,
+    ENDPOINT_SLICES,
+    TASKSETS,
+];
 
 /// Other names of API groups, served like the group they stand for.
 pub const GROUP_ALIASES: &[(&str, &str)] = &[(crate::taskset::ALIAS_GROUP, crate::taskset::GROUP)];

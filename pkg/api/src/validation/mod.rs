@@ -18,6 +18,12 @@ use serde_json::Value;
 use crate::names;
 use crate::quantity::{Quantity, parse_quantity};
 
+mod endpoints;
+mod service;
+
+pub use endpoints::{validate_endpoint_slice, validate_endpoints};
+pub use service::{validate_service, validate_service_update};
+
 /// The kind of a field error; Kubernetes' `field.ErrorType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FieldErrorKind {
@@ -105,6 +111,20 @@ impl FieldError {
             Some(value.to_string()),
             detail,
         )
+    }
+
+    /// An invalid value shown as it is given: Go's rendering of a list or a struct.
+    pub fn invalid_shown(
+        field: impl Into<String>,
+        shown: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> FieldError {
+        FieldError::new(field, FieldErrorKind::Invalid, Some(shown.into()), detail)
+    }
+
+    /// A duplicate value shown as it is given (a number, a struct).
+    pub fn duplicate_shown(field: impl Into<String>, shown: impl Into<String>) -> FieldError {
+        FieldError::new(field, FieldErrorKind::Duplicate, Some(shown.into()), "")
     }
 
     pub fn duplicate(field: impl Into<String>, value: &str) -> FieldError {
@@ -270,6 +290,8 @@ pub enum NameRule {
     Dns1123Subdomain,
     /// Names used as DNS labels: namespaces.
     Dns1123Label,
+    /// DNS labels that start with a letter: services.
+    Dns1035Label,
 }
 
 impl NameRule {
@@ -277,6 +299,7 @@ impl NameRule {
         match self {
             NameRule::Dns1123Subdomain => names::is_dns1123_subdomain(name),
             NameRule::Dns1123Label => names::is_dns1123_label(name),
+            NameRule::Dns1035Label => names::is_dns1035_label(name),
         }
     }
 }
