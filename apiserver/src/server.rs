@@ -78,6 +78,9 @@ pub struct ServerConfig {
     pub controllers: Option<ControllerConfig>,
     /// Where services' cluster IPs and node ports come from.
     pub service_ranges: ServiceRanges,
+    /// The address pods reach this server at (the `kubernetes` service's endpoint); by
+    /// default the address it listens on (loopback when it listens on all addresses).
+    pub advertise_address: Option<std::net::IpAddr>,
 }
 
 impl ServerConfig {
@@ -91,6 +94,7 @@ impl ServerConfig {
             event_ttl: Duration::from_secs(3600),
             controllers: Some(ControllerConfig::default()),
             service_ranges: ServiceRanges::default(),
+            advertise_address: None,
         }
     }
 }
@@ -158,7 +162,15 @@ impl Server {
             config.event_ttl,
             stop.subscribe(),
         );
-        let (leading, election) = match &config.controllers {
+        let controllers = config.controllers.clone().map(|mut c| {
+            let ip = config.advertise_address.unwrap_or(match addr.ip() {
+                ip if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+                ip => ip,
+            });
+            c.advertise.get_or_insert(SocketAddr::new(ip, addr.port()));
+            c
+        });
+        let (leading, election) = match &controllers {
             // Only one process can open an embedded store's file: nobody to elect against.
             Some(c) if matches!(config.store, StoreConfig::Embedded { .. }) => {
                 let leading = watch::channel(true).1;

@@ -9,7 +9,7 @@
 //! holds it, which lets [`Allocations::repair`] give back what a crash between taking and
 //! writing left behind.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -101,7 +101,16 @@ pub struct Taken {
 pub struct Allocations {
     store: Arc<dyn Store>,
     ranges: ServiceRanges,
+    /// Allocation keys no service held at the last repairs, and how many repairs in a row
+    /// found them so; and when the last repair ran.
+    repairs: std::sync::Mutex<(HashMap<String, u32>, Option<std::time::Instant>)>,
 }
+
+/// Repairs in a row that must find an allocation unheld before it is given back: a
+/// service being created holds its address a moment before it is stored.
+const LEAK_REPAIRS: u32 = 3;
+/// How often [`Allocations::repair_if_due`] repairs.
+const REPAIR_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn ip_key(ip: Ipv4Addr) -> String {
     format!("{IPS_PREFIX}{ip}")
@@ -164,7 +173,11 @@ fn invalid(svc: &Service, causes: Vec<FieldError>) -> ApiError {
 
 impl Allocations {
     pub fn new(store: Arc<dyn Store>, ranges: ServiceRanges) -> Allocations {
-        Allocations { store, ranges }
+        Allocations {
+            store,
+            ranges,
+            repairs: Default::default(),
+        }
     }
 
     pub fn ranges(&self) -> &ServiceRanges {
@@ -457,14 +470,45 @@ impl Allocations {
             .collect())
     }
 
-    /// Makes the allocations agree with `services` (every service in the cluster): gives
-    /// back what no service holds (left by a crash between taking and writing) and takes
-    /// what a service holds but is not recorded. Returns how many keys it changed.
-    pub async fn repair(&self, services: &[Value]) -> Result<usize> {
+    /// [`Allocations::repair`], at most every 30 s.
+    pub async fn repair_if_due(&self) -> Result<usize> {
+        {
+            let mut state = self.repairs.lock().unwrap_or_else(|e| e.into_inner());
+            if state.1.is_some_and(|at| at.elapsed() < REPAIR_EVERY) {
+                return Ok(0);
+            }
+            state.1 = Some(std::time::Instant::now());
+        }
+        self.repair().await
+    }
+
+    /// Makes the allocations agree with the stored services: gives back what no service
+    /// has held for three repairs in a row (left by a crash between taking and writing)
+    /// and takes what a service holds but is not recorded. Returns how many keys it
+    /// changed.
+    ///
+    /// The allocations are read before the services. A service's address or port is taken
+    /// before the service is written and given back after, so a service read later that
+    /// holds something the allocations lacked really lacks it — it was not just given
+    /// back (which the service, read later, would show). The other way round, an
+    /// allocation no service holds may be a create in flight: hence the three repairs.
+    pub async fn repair(&self) -> Result<usize> {
+        let have_ips = self.allocations(IPS_PREFIX).await?;
+        let have_ports = self.allocations(PORTS_PREFIX).await?;
+        let services = self
+            .store
+            .list(
+                &crate::registry::prefix(&SERVICES, None),
+                ListOptions::default(),
+            )
+            .await
+            .map_err(|e| ApiError::from_store(e, &SERVICES, ""))?;
         let mut want_ips = BTreeMap::new();
         let mut want_ports = BTreeMap::new();
-        for obj in services {
-            let Ok(svc) = decode(obj) else { continue };
+        for kv in &services.items {
+            let Ok(svc) = serde_json::from_slice::<Service>(&kv.value) else {
+                continue;
+            };
             let who = owner(&svc);
             if let Some(ip) = cluster_ip(&svc) {
                 want_ips.insert(ip.to_string(), who.clone());
@@ -474,19 +518,28 @@ impl Allocations {
             }
         }
         let mut changed = 0;
-        for (prefix, want) in [(IPS_PREFIX, want_ips), (PORTS_PREFIX, want_ports)] {
-            let have = self.allocations(prefix).await?;
+        let mut suspects = HashMap::new();
+        let before = std::mem::take(&mut self.repairs.lock().unwrap_or_else(|e| e.into_inner()).0);
+        for (prefix, have, want) in [
+            (IPS_PREFIX, have_ips, want_ips),
+            (PORTS_PREFIX, have_ports, want_ports),
+        ] {
             for (item, who) in &have {
-                if !want.contains_key(item) {
-                    // Only if it is still what was read: a write in flight may just have
-                    // taken it for a service about to be stored.
-                    let key = format!("{prefix}{item}");
-                    if let Ok(Some(kv)) = self.store.get(&key).await
-                        && String::from_utf8_lossy(&kv.value) == *who
-                        && self.store.delete(&key, Some(kv.mod_revision)).await.is_ok()
-                    {
-                        changed += 1;
-                    }
+                if want.contains_key(item) {
+                    continue;
+                }
+                let key = format!("{prefix}{item}");
+                let seen = before.get(&key).copied().unwrap_or(0) + 1;
+                if seen < LEAK_REPAIRS {
+                    suspects.insert(key, seen);
+                    continue;
+                }
+                // Only if it is still what was read.
+                if let Ok(Some(kv)) = self.store.get(&key).await
+                    && String::from_utf8_lossy(&kv.value) == *who
+                    && self.store.delete(&key, Some(kv.mod_revision)).await.is_ok()
+                {
+                    changed += 1;
                 }
             }
             for (item, who) in want {
@@ -499,6 +552,7 @@ impl Allocations {
                 }
             }
         }
+        self.repairs.lock().unwrap_or_else(|e| e.into_inner()).0 = suspects;
         Ok(changed)
     }
 }
@@ -686,12 +740,30 @@ mod tests {
         let a = allocations(&dir);
         let mut kept = svc("kept", json!({"ports": [{"port": 80}]}));
         a.on_create(&mut kept).await.unwrap();
+        let key = crate::registry::key(&SERVICES, Some("default"), "kept");
+        a.store
+            .create(&key, serde_json::to_vec(&kept).unwrap())
+            .await
+            .unwrap();
         let mut lost = svc("lost", json!({"type": "NodePort", "ports": [{"port": 80}]}));
         a.on_create(&mut lost).await.unwrap();
-        // "lost" was never stored: its address and port leak until repaired.
-        assert_eq!(a.repair(std::slice::from_ref(&kept)).await.unwrap(), 2);
+        // "lost" was never stored: its address and port leak until repaired — after three
+        // repairs, as a create in flight looks the same for a moment.
+        assert_eq!(a.repair().await.unwrap(), 0);
+        assert_eq!(a.repair().await.unwrap(), 0);
+        assert_eq!(a.repair().await.unwrap(), 2);
         assert_eq!(a.taken_keys(IPS_PREFIX).await.unwrap().len(), 1);
         assert!(a.taken_keys(PORTS_PREFIX).await.unwrap().is_empty());
-        assert_eq!(a.repair(std::slice::from_ref(&kept)).await.unwrap(), 0);
+        assert_eq!(a.repair().await.unwrap(), 0);
+        // A stored service whose address is not recorded gets it back.
+        let ip = kept["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
+        a.release(Taken {
+            ips: vec![ip],
+            ports: Vec::new(),
+        })
+        .await;
+        assert!(a.taken_keys(IPS_PREFIX).await.unwrap().is_empty());
+        assert_eq!(a.repair().await.unwrap(), 1);
+        assert_eq!(a.taken_keys(IPS_PREFIX).await.unwrap().len(), 1);
     }
 }

@@ -441,6 +441,14 @@ fn keep_allocated(old: &Service, new: &mut Service) {
         n.cluster_ips.clone_from(&o.cluster_ips);
     }
     let node_ports = |t: &str| t == "NodePort" || t == "LoadBalancer";
+    // Reachable from outside no more: the external traffic policy it had goes with it.
+    if node_ports(&old_ty)
+        && !node_ports(&new_ty)
+        && n.external_ips.as_ref().is_none_or(Vec::is_empty)
+        && n.external_traffic_policy == o.external_traffic_policy
+    {
+        n.external_traffic_policy = None;
+    }
     for port in n.ports.iter_mut().flatten() {
         let old_port = o.ports.iter().flatten().find(|p| {
             p.port == port.port

@@ -7,6 +7,7 @@ pub mod dockerd;
 pub mod etcd;
 pub mod kubelet;
 pub mod proc;
+pub mod rest;
 
 /// Waits until `check` returns `Some`, polling every `every`, failing after `deadline`.
 pub async fn wait_for<T, F, Fut>(

@@ -7,6 +7,8 @@
 //! holds the controllers' lease ([`leader`]) runs them, so the scheduler's view of free
 //! capacity is never split between two.
 
+pub mod apiserver_service;
+pub mod endpoints;
 pub mod events;
 pub mod leader;
 pub mod nodes;
@@ -16,7 +18,7 @@ pub mod taskset;
 use std::sync::Arc;
 use std::time::Duration;
 
-use minik8s_api::resource::{NODES, PODS, ResourceInfo, TASKSETS};
+use minik8s_api::resource::{NODES, PODS, ResourceInfo, SERVICES, TASKSETS};
 use tokio::sync::watch;
 
 use crate::registry::Registry;
@@ -34,6 +36,9 @@ pub struct ControllerConfig {
     pub resync: Duration,
     /// The lease that picks the one API server whose controllers run.
     pub lease: leader::LeaseConfig,
+    /// Where pods reach this API server: the `kubernetes` service's endpoint. Set by the
+    /// server once it listens, unless given.
+    pub advertise: Option<std::net::SocketAddr>,
 }
 
 impl Default for ControllerConfig {
@@ -44,12 +49,13 @@ impl Default for ControllerConfig {
             node_monitor_grace: Duration::from_secs(40),
             resync: Duration::from_secs(5),
             lease: leader::LeaseConfig::default(),
+            advertise: None,
         }
     }
 }
 
 /// The resources whose changes wake the controllers.
-const WATCHED: &[&ResourceInfo] = &[&PODS, &NODES, &TASKSETS];
+const WATCHED: &[&ResourceInfo] = &[&PODS, &NODES, &TASKSETS, &SERVICES];
 
 /// Runs the controllers while `leading` is true, until `stop` turns true.
 pub fn spawn(
@@ -80,6 +86,17 @@ pub fn spawn(
             }
             if let Err(e) = taskset::reconcile(&registry).await {
                 tracing::warn!(error = %e, "taskset controller");
+            }
+            if let Some(advertise) = config.advertise
+                && let Err(e) = apiserver_service::reconcile(&registry, advertise).await
+            {
+                tracing::warn!(error = %e, "the kubernetes service");
+            }
+            if let Err(e) = endpoints::reconcile(&registry).await {
+                tracing::warn!(error = %e, "endpoints controller");
+            }
+            if let Err(e) = registry.allocations().repair_if_due().await {
+                tracing::warn!(error = %e, "repairing service allocations");
             }
             // Wait for a change to a watched resource, or the next resync.
             let cut_off = {

@@ -24,6 +24,11 @@ struct Args {
     /// etcd://HOST:PORT[,HOST:PORT...]: keep objects in etcd instead.
     #[arg(long, env = "MINIK8S_DATASTORE_ENDPOINT")]
     datastore_endpoint: Option<String>,
+    /// The address pods reach this API server at (the `kubernetes` service's endpoint).
+    /// Default: the listen address, or this machine's primary address when listening on
+    /// all addresses or on loopback.
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
     /// The range services' cluster IPs come from.
     #[arg(long, default_value = "10.96.0.0/16")]
     service_cluster_ip_range: minik8s_kubelet::network::Ipv4Net,
@@ -57,6 +62,14 @@ async fn main() -> anyhow::Result<()> {
         },
     };
     let mut config = ServerConfig::new(args.listen, store);
+    config.advertise_address = Some(args.advertise_address.unwrap_or_else(
+        || match args.listen.ip() {
+            ip if ip.is_unspecified() || ip.is_loopback() => {
+                minik8s_kubelet::node::detect_host_ip()
+            }
+            ip => ip,
+        },
+    ));
     config.service_ranges = ServiceRanges {
         cluster_ips: args.service_cluster_ip_range,
         node_ports: args.service_node_port_range,
