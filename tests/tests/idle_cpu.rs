@@ -24,6 +24,15 @@ use serde_json::json;
 const WINDOW: Duration = Duration::from_secs(10);
 const LIMIT_PERCENT: f64 = 3.0;
 
+/// Removes a node's containers and network when dropped, also when the test fails.
+struct NodeLeftovers(String);
+
+impl Drop for NodeLeftovers {
+    fn drop(&mut self) {
+        remove_docker_leftovers(&self.0);
+    }
+}
+
 /// A child process killed (and reaped) when dropped.
 struct Process(Child);
 
@@ -161,6 +170,7 @@ async fn minik8s_up_sleeps_when_idle() {
     let dir = tempfile::tempdir().unwrap();
     let node = format!("idle-up-{}", std::process::id());
     remove_docker_leftovers(&node);
+    let _leftovers = NodeLeftovers(node.clone());
     let listen = format!("127.0.0.1:{}", free_port().unwrap());
     let kubelet_port = free_port().unwrap().to_string();
     let kubeconfig = dir.path().join("kubeconfig");
@@ -195,5 +205,4 @@ async fn minik8s_up_sleeps_when_idle() {
     ready.with_context(|| text.clone()).unwrap();
     assert_idle("minik8s up", up.0.id(), &text).await;
     drop(up);
-    remove_docker_leftovers(&node);
 }
