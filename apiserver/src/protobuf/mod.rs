@@ -24,6 +24,9 @@ pub mod json;
 #[cfg(test)]
 mod tests;
 
+/// The crates the messages come from, for clients and tests that speak protobuf too.
+pub use {k8s_pb, prost};
+
 use k8s_pb as pb;
 use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
 use prost::Message;
@@ -151,7 +154,9 @@ fn encode_list(codec: &Codec, list: &Value) -> Result<Vec<u8>, FieldError> {
     Ok(raw)
 }
 
-fn envelope(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
+/// A protobuf body: the `k8s\0` prefix and a `runtime.Unknown` around `raw`, the bytes
+/// of the typed message.
+pub fn envelope(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
     let unknown = Unknown {
         type_meta: Some(TypeMeta {
             api_version: Some(api_version.to_string()),
