@@ -19,22 +19,18 @@ use std::path::{Path, PathBuf};
 /// The kinds served in protobuf, one line each: the k8s-pb message, `apiVersion`,
 /// `kind`. Their lists (`PodList`) follow. The list is here rather than in `mod.rs` so
 /// that the crate compiles before the new kind's conversions are generated.
+#[rustfmt::skip]
 const KINDS: &[(&str, &str, &str)] = &[
     ("api::core::v1::Namespace", "v1", "Namespace"),
     ("api::core::v1::Pod", "v1", "Pod"),
     ("api::core::v1::Node", "v1", "Node"),
     ("api::core::v1::Event", "v1", "Event"),
+    ("api::core::v1::Service", "v1", "Service"),
+    ("api::core::v1::Endpoints", "v1", "Endpoints"),
+    ("api::discovery::v1::EndpointSlice", "discovery.k8s.io/v1", "EndpointSlice"),
     ("apimachinery::pkg::apis::meta::v1::Status", "v1", "Status"),
-    (
-        "apimachinery::pkg::apis::meta::v1::DeleteOptions",
-        "v1",
-        "DeleteOptions",
-    ),
-    (
-        "apimachinery::pkg::apis::meta::v1::DeleteOptions",
-        "meta.k8s.io/v1",
-        "DeleteOptions",
-    ),
+    ("apimachinery::pkg::apis::meta::v1::DeleteOptions", "v1", "DeleteOptions"),
+    ("apimachinery::pkg::apis::meta::v1::DeleteOptions", "meta.k8s.io/v1", "DeleteOptions"),
 ];
 
 /// Types whose JSON is not their message shape: converted by hand in `json.rs`.
@@ -52,6 +48,8 @@ struct PbField {
     rust: String,
     /// The message type of the field (or of its items or map values), resolved.
     message: Option<String>,
+    /// An optional string, number or boolean.
+    scalar: bool,
 }
 
 struct Crate {
@@ -183,13 +181,101 @@ fn pb_messages(src: &Path) -> BTreeMap<String, Vec<PbField>> {
                     .unwrap();
                 resolve(&module, last)
             });
+            let scalar = message.is_none()
+                && a.contains(", optional")
+                && ["string", "int32", "int64", "bool", "double"]
+                    .iter()
+                    .any(|t| a.starts_with(&format!("#[prost({t},")));
             fields.push(PbField {
                 rust: name.trim().to_string(),
                 message,
+                scalar,
             });
         }
     }
     out
+}
+
+/// Where the list of Go's non-pointer `omitempty` fields is kept, and the variable naming
+/// the Go sources to rewrite it from.
+const GO_FIELDS: &str = "go_omitempty.txt";
+const GO_SRC_VAR: &str = "MINIK8S_K8S_GO_SRC";
+
+/// Go's non-pointer `omitempty` fields, `module::Struct jsonName`, read from checkouts of
+/// k8s.io/api and k8s.io/apimachinery. A zero there means "unset", so it is left out of
+/// the JSON, where a pointer's zero (`runAsUser: 0`) is a value and is kept. Neither
+/// k8s-pb nor k8s-openapi knows which Go fields are pointers.
+fn go_omitempty(api: &Path, apimachinery: &Path) -> String {
+    let mut out = BTreeSet::new();
+    for (root, prefix) in [(api, "api"), (apimachinery, "apimachinery")] {
+        let mut files = Vec::new();
+        go_files(root, &mut files);
+        for file in files {
+            let rel = file.parent().unwrap().strip_prefix(root).unwrap();
+            let module = std::iter::once(prefix.to_string())
+                .chain(
+                    rel.components()
+                        .map(|c| c.as_os_str().to_string_lossy().to_string()),
+                )
+                .collect::<Vec<_>>()
+                .join("::");
+            let text = std::fs::read_to_string(&file).unwrap();
+            let mut current: Option<&str> = None;
+            for line in text.lines() {
+                if let Some(rest) = line.strip_prefix("type ")
+                    && let Some(name) = rest.strip_suffix(" struct {")
+                {
+                    current = Some(name.trim());
+                    continue;
+                }
+                if line == "}" {
+                    current = None;
+                }
+                let Some(st) = current else { continue };
+                let mut words = line.split_whitespace();
+                let (Some(_), Some(ty)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                if ty.starts_with(['*', '[', '`']) || ty.starts_with("map[") {
+                    continue;
+                }
+                let Some(tag) = line.split("json:\"").nth(1) else {
+                    continue;
+                };
+                let tag = tag.split('"').next().unwrap_or("");
+                if let Some(json) = tag.strip_suffix(",omitempty")
+                    && !json.is_empty()
+                {
+                    out.insert(format!("{module}::{st} {json}"));
+                }
+            }
+        }
+    }
+    let mut text = format!(
+        "# Go's non-pointer omitempty fields (k8s.io/api, k8s.io/apimachinery): written by\n\
+         # {GO_SRC_VAR}=API:APIMACHINERY MINIK8S_REGENERATE=1 cargo test -p minik8s-apiserver protobuf::codegen\n"
+    );
+    for line in out {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text
+}
+
+fn go_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if p.is_dir() && !name.starts_with('.') {
+            go_files(&p, out);
+        } else if name.ends_with(".go") && !name.ends_with("_test.go") {
+            out.push(p);
+        }
+    }
 }
 
 fn norm(rust_name: &str) -> String {
@@ -270,7 +356,19 @@ fn camel(snake: &str) -> String {
     out
 }
 
-fn generate() -> String {
+fn generate(go_fields: &str) -> String {
+    let omit_zero: BTreeSet<(String, String)> = go_fields
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (ty, json) = l.split_once(' ')?;
+            let (module, name) = ty.rsplit_once("::")?;
+            Some((
+                format!("{module}::{}", name.to_lowercase()),
+                json.to_string(),
+            ))
+        })
+        .collect();
     let (pb, openapi) = crates();
     let messages = pb_messages(&pb.src);
     let level = newest_level(&openapi.src);
@@ -347,7 +445,15 @@ fn generate() -> String {
                 Some((json, req)) => (json.clone(), *req, ""),
                 None => (camel(&f.rust), false, " // not in k8s-openapi"),
             };
-            let req = if required { " required" } else { "" };
+            let (module, name) = t.rsplit_once("::").unwrap();
+            let go_key = (format!("{module}::{}", name.to_lowercase()), json.clone());
+            let req = if required {
+                " required"
+            } else if f.scalar && omit_zero.contains(&go_key) {
+                " omitzero"
+            } else {
+                ""
+            };
             out.push_str(&format!("    {}: {json:?}{req},{note}\n", f.rust));
         }
         out.push_str("}}\n");
@@ -358,9 +464,17 @@ fn generate() -> String {
 #[test]
 fn generated_code_is_current() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/protobuf");
-    let want = generate();
+    let regenerate = std::env::var_os("MINIK8S_REGENERATE").is_some();
+    let go_path = dir.join(GO_FIELDS);
+    if regenerate && let Some(src) = std::env::var_os(GO_SRC_VAR) {
+        let src = src.to_string_lossy().to_string();
+        let (api, machinery) = src.split_once(':').expect("API:APIMACHINERY");
+        std::fs::write(&go_path, go_omitempty(Path::new(api), Path::new(machinery))).unwrap();
+    }
+    let go_fields = std::fs::read_to_string(&go_path).unwrap_or_default();
+    let want = generate(&go_fields);
     let path = dir.join("generated.rs");
-    if std::env::var_os("MINIK8S_REGENERATE").is_some() {
+    if regenerate {
         std::fs::write(&path, &want).unwrap();
         return;
     }

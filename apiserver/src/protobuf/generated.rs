@@ -10,6 +10,9 @@ pub const KINDS: &[Codec] = &[
     codec::<k8s_pb::api::core::v1::Pod>("v1", "Pod"),
     codec::<k8s_pb::api::core::v1::Node>("v1", "Node"),
     codec::<k8s_pb::api::core::v1::Event>("v1", "Event"),
+    codec::<k8s_pb::api::core::v1::Service>("v1", "Service"),
+    codec::<k8s_pb::api::core::v1::Endpoints>("v1", "Endpoints"),
+    codec::<k8s_pb::api::discovery::v1::EndpointSlice>("discovery.k8s.io/v1", "EndpointSlice"),
     codec::<k8s_pb::apimachinery::pkg::apis::meta::v1::Status>("v1", "Status"),
     codec::<k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions>("v1", "DeleteOptions"),
     codec::<k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions>("meta.k8s.io/v1", "DeleteOptions"),
@@ -33,9 +36,9 @@ message! { k8s_pb::api::core::v1::AttachedVolume {
 
 message! { k8s_pb::api::core::v1::AwsElasticBlockStoreVolumeSource {
     volume_id: "volumeID",
-    fs_type: "fsType",
-    partition: "partition",
-    read_only: "readOnly",
+    fs_type: "fsType" omitzero,
+    partition: "partition" omitzero,
+    read_only: "readOnly" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::AzureDiskVolumeSource {
@@ -50,7 +53,7 @@ message! { k8s_pb::api::core::v1::AzureDiskVolumeSource {
 message! { k8s_pb::api::core::v1::AzureFileVolumeSource {
     secret_name: "secretName" required,
     share_name: "shareName" required,
-    read_only: "readOnly",
+    read_only: "readOnly" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::CSIVolumeSource {
@@ -68,18 +71,22 @@ message! { k8s_pb::api::core::v1::Capabilities {
 
 message! { k8s_pb::api::core::v1::CephFsVolumeSource {
     monitors: "monitors",
-    path: "path",
-    user: "user",
-    secret_file: "secretFile",
+    path: "path" omitzero,
+    user: "user" omitzero,
+    secret_file: "secretFile" omitzero,
     secret_ref: "secretRef",
-    read_only: "readOnly",
+    read_only: "readOnly" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::CinderVolumeSource {
     volume_id: "volumeID" required,
-    fs_type: "fsType",
-    read_only: "readOnly",
+    fs_type: "fsType" omitzero,
+    read_only: "readOnly" omitzero,
     secret_ref: "secretRef",
+}}
+
+message! { k8s_pb::api::core::v1::ClientIpConfig {
+    timeout_seconds: "timeoutSeconds",
 }}
 
 message! { k8s_pb::api::core::v1::ClusterTrustBundleProjection {
@@ -104,8 +111,8 @@ message! { k8s_pb::api::core::v1::ConfigMapKeySelector {
 message! { k8s_pb::api::core::v1::ConfigMapNodeConfigSource {
     namespace: "namespace" required,
     name: "name" required,
-    uid: "uid",
-    resource_version: "resourceVersion",
+    uid: "uid" omitzero,
+    resource_version: "resourceVersion" omitzero,
     kubelet_config_key: "kubeletConfigKey" required,
 }}
 
@@ -124,10 +131,10 @@ message! { k8s_pb::api::core::v1::ConfigMapVolumeSource {
 
 message! { k8s_pb::api::core::v1::Container {
     name: "name" required,
-    image: "image",
+    image: "image" omitzero,
     command: "command",
     args: "args",
-    working_dir: "workingDir",
+    working_dir: "workingDir" omitzero,
     ports: "ports",
     env_from: "envFrom",
     env: "env",
@@ -141,13 +148,13 @@ message! { k8s_pb::api::core::v1::Container {
     readiness_probe: "readinessProbe",
     startup_probe: "startupProbe",
     lifecycle: "lifecycle",
-    termination_message_path: "terminationMessagePath",
-    termination_message_policy: "terminationMessagePolicy",
-    image_pull_policy: "imagePullPolicy",
+    termination_message_path: "terminationMessagePath" omitzero,
+    termination_message_policy: "terminationMessagePolicy" omitzero,
+    image_pull_policy: "imagePullPolicy" omitzero,
     security_context: "securityContext",
-    stdin: "stdin",
-    stdin_once: "stdinOnce",
-    tty: "tty",
+    stdin: "stdin" omitzero,
+    stdin_once: "stdinOnce" omitzero,
+    tty: "tty" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::ContainerExtendedResourceRequest {
@@ -158,15 +165,15 @@ message! { k8s_pb::api::core::v1::ContainerExtendedResourceRequest {
 
 message! { k8s_pb::api::core::v1::ContainerImage {
     names: "names",
-    size_bytes: "sizeBytes",
+    size_bytes: "sizeBytes" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::ContainerPort {
-    name: "name",
-    host_port: "hostPort",
+    name: "name" omitzero,
+    host_port: "hostPort" omitzero,
     container_port: "containerPort" required,
-    protocol: "protocol",
-    host_ip: "hostIP",
+    protocol: "protocol" omitzero,
+    host_ip: "hostIP" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::ContainerResizePolicy {
@@ -196,17 +203,17 @@ message! { k8s_pb::api::core::v1::ContainerStateRunning {
 
 message! { k8s_pb::api::core::v1::ContainerStateTerminated {
     exit_code: "exitCode" required,
-    signal: "signal",
-    reason: "reason",
-    message: "message",
+    signal: "signal" omitzero,
+    reason: "reason" omitzero,
+    message: "message" omitzero,
     started_at: "startedAt",
     finished_at: "finishedAt",
-    container_id: "containerID",
+    container_id: "containerID" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::ContainerStateWaiting {
-    reason: "reason",
-    message: "message",
+    reason: "reason" omitzero,
+    message: "message" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::ContainerStatus {
@@ -217,7 +224,7 @@ message! { k8s_pb::api::core::v1::ContainerStatus {
     restart_count: "restartCount" required,
     image: "image" required,
     image_id: "imageID" required,
-    container_id: "containerID",
+    container_id: "containerID" omitzero,
     started: "started",
     allocated_resources: "allocatedResources",
     resources: "resources",
@@ -252,19 +259,44 @@ message! { k8s_pb::api::core::v1::DownwardAPIVolumeSource {
 }}
 
 message! { k8s_pb::api::core::v1::EmptyDirVolumeSource {
-    medium: "medium",
+    medium: "medium" omitzero,
     size_limit: "sizeLimit",
 }}
 
+message! { k8s_pb::api::core::v1::EndpointAddress {
+    ip: "ip" required,
+    hostname: "hostname" omitzero,
+    node_name: "nodeName",
+    target_ref: "targetRef",
+}}
+
+message! { k8s_pb::api::core::v1::EndpointPort {
+    name: "name" omitzero,
+    port: "port" required,
+    protocol: "protocol" omitzero,
+    app_protocol: "appProtocol",
+}}
+
+message! { k8s_pb::api::core::v1::EndpointSubset {
+    addresses: "addresses",
+    not_ready_addresses: "notReadyAddresses",
+    ports: "ports",
+}}
+
+message! { k8s_pb::api::core::v1::Endpoints {
+    metadata: "metadata" required,
+    subsets: "subsets",
+}}
+
 message! { k8s_pb::api::core::v1::EnvFromSource {
-    prefix: "prefix",
+    prefix: "prefix" omitzero,
     config_map_ref: "configMapRef",
     secret_ref: "secretRef",
 }}
 
 message! { k8s_pb::api::core::v1::EnvVar {
     name: "name" required,
-    value: "value",
+    value: "value" omitzero,
     value_from: "valueFrom",
 }}
 
@@ -278,15 +310,15 @@ message! { k8s_pb::api::core::v1::EnvVarSource {
 
 message! { k8s_pb::api::core::v1::EphemeralContainer {
     ephemeral_container_common: inline,
-    target_container_name: "targetContainerName",
+    target_container_name: "targetContainerName" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::EphemeralContainerCommon {
     name: "name" required,
-    image: "image",
+    image: "image" omitzero,
     command: "command",
     args: "args",
-    working_dir: "workingDir",
+    working_dir: "workingDir" omitzero,
     ports: "ports",
     env_from: "envFrom",
     env: "env",
@@ -300,13 +332,13 @@ message! { k8s_pb::api::core::v1::EphemeralContainerCommon {
     readiness_probe: "readinessProbe",
     startup_probe: "startupProbe",
     lifecycle: "lifecycle",
-    termination_message_path: "terminationMessagePath",
-    termination_message_policy: "terminationMessagePolicy",
-    image_pull_policy: "imagePullPolicy",
+    termination_message_path: "terminationMessagePath" omitzero,
+    termination_message_policy: "terminationMessagePolicy" omitzero,
+    image_pull_policy: "imagePullPolicy" omitzero,
     security_context: "securityContext",
-    stdin: "stdin",
-    stdin_once: "stdinOnce",
-    tty: "tty",
+    stdin: "stdin" omitzero,
+    stdin_once: "stdinOnce" omitzero,
+    tty: "tty" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::EphemeralVolumeSource {
@@ -316,29 +348,29 @@ message! { k8s_pb::api::core::v1::EphemeralVolumeSource {
 message! { k8s_pb::api::core::v1::Event {
     metadata: "metadata" required,
     involved_object: "involvedObject" required,
-    reason: "reason",
-    message: "message",
+    reason: "reason" omitzero,
+    message: "message" omitzero,
     source: "source",
     first_timestamp: "firstTimestamp",
     last_timestamp: "lastTimestamp",
-    count: "count",
-    r#type: "type",
+    count: "count" omitzero,
+    r#type: "type" omitzero,
     event_time: "eventTime",
     series: "series",
-    action: "action",
+    action: "action" omitzero,
     related: "related",
     reporting_component: "reportingComponent",
     reporting_instance: "reportingInstance",
 }}
 
 message! { k8s_pb::api::core::v1::EventSeries {
-    count: "count",
+    count: "count" omitzero,
     last_observed_time: "lastObservedTime",
 }}
 
 message! { k8s_pb::api::core::v1::EventSource {
-    component: "component",
-    host: "host",
+    component: "component" omitzero,
+    host: "host" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::ExecAction {
@@ -348,8 +380,8 @@ message! { k8s_pb::api::core::v1::ExecAction {
 message! { k8s_pb::api::core::v1::FcVolumeSource {
     target_ww_ns: "targetWWNs",
     lun: "lun",
-    fs_type: "fsType",
-    read_only: "readOnly",
+    fs_type: "fsType" omitzero,
+    read_only: "readOnly" omitzero,
     wwids: "wwids",
 }}
 
@@ -362,34 +394,34 @@ message! { k8s_pb::api::core::v1::FileKeySelector {
 
 message! { k8s_pb::api::core::v1::FlexVolumeSource {
     driver: "driver" required,
-    fs_type: "fsType",
+    fs_type: "fsType" omitzero,
     secret_ref: "secretRef",
-    read_only: "readOnly",
+    read_only: "readOnly" omitzero,
     options: "options",
 }}
 
 message! { k8s_pb::api::core::v1::FlockerVolumeSource {
-    dataset_name: "datasetName",
-    dataset_uuid: "datasetUUID",
+    dataset_name: "datasetName" omitzero,
+    dataset_uuid: "datasetUUID" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::GcePersistentDiskVolumeSource {
     pd_name: "pdName",
-    fs_type: "fsType",
-    partition: "partition",
-    read_only: "readOnly",
+    fs_type: "fsType" omitzero,
+    partition: "partition" omitzero,
+    read_only: "readOnly" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::GitRepoVolumeSource {
     repository: "repository" required,
-    revision: "revision",
-    directory: "directory",
+    revision: "revision" omitzero,
+    directory: "directory" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::GlusterfsVolumeSource {
     endpoints: "endpoints" required,
     path: "path" required,
-    read_only: "readOnly",
+    read_only: "readOnly" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::GrpcAction {
@@ -412,10 +444,10 @@ message! { k8s_pb::api::core::v1::HostPathVolumeSource {
 }}
 
 message! { k8s_pb::api::core::v1::HttpGetAction {
-    path: "path",
+    path: "path" omitzero,
     port: "port",
-    host: "host",
-    scheme: "scheme",
+    host: "host" omitzero,
+    scheme: "scheme" omitzero,
     http_headers: "httpHeaders",
 }}
 
@@ -425,20 +457,20 @@ message! { k8s_pb::api::core::v1::HttpHeader {
 }}
 
 message! { k8s_pb::api::core::v1::ImageVolumeSource {
-    reference: "reference",
-    pull_policy: "pullPolicy",
+    reference: "reference" omitzero,
+    pull_policy: "pullPolicy" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::IscsiVolumeSource {
     target_portal: "targetPortal",
     iqn: "iqn",
     lun: "lun",
-    iscsi_interface: "iscsiInterface",
-    fs_type: "fsType",
-    read_only: "readOnly",
+    iscsi_interface: "iscsiInterface" omitzero,
+    fs_type: "fsType" omitzero,
+    read_only: "readOnly" omitzero,
     portals: "portals",
-    chap_auth_discovery: "chapAuthDiscovery",
-    chap_auth_session: "chapAuthSession",
+    chap_auth_discovery: "chapAuthDiscovery" omitzero,
+    chap_auth_session: "chapAuthSession" omitzero,
     secret_ref: "secretRef",
     initiator_name: "initiatorName",
 }}
@@ -468,6 +500,17 @@ message! { k8s_pb::api::core::v1::LinuxContainerUser {
     supplemental_groups: "supplementalGroups",
 }}
 
+message! { k8s_pb::api::core::v1::LoadBalancerIngress {
+    ip: "ip" omitzero,
+    hostname: "hostname" omitzero,
+    ip_mode: "ipMode",
+    ports: "ports",
+}}
+
+message! { k8s_pb::api::core::v1::LoadBalancerStatus {
+    ingress: "ingress",
+}}
+
 message! { k8s_pb::api::core::v1::LocalObjectReference {
     name: "name" required,
 }}
@@ -482,8 +525,8 @@ message! { k8s_pb::api::core::v1::NamespaceCondition {
     r#type: "type" required,
     status: "status" required,
     last_transition_time: "lastTransitionTime",
-    reason: "reason",
-    message: "message",
+    reason: "reason" omitzero,
+    message: "message" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::NamespaceSpec {
@@ -491,14 +534,14 @@ message! { k8s_pb::api::core::v1::NamespaceSpec {
 }}
 
 message! { k8s_pb::api::core::v1::NamespaceStatus {
-    phase: "phase",
+    phase: "phase" omitzero,
     conditions: "conditions",
 }}
 
 message! { k8s_pb::api::core::v1::NfsVolumeSource {
     server: "server",
     path: "path",
-    read_only: "readOnly",
+    read_only: "readOnly" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::Node {
@@ -522,8 +565,8 @@ message! { k8s_pb::api::core::v1::NodeCondition {
     status: "status" required,
     last_heartbeat_time: "lastHeartbeatTime",
     last_transition_time: "lastTransitionTime",
-    reason: "reason",
-    message: "message",
+    reason: "reason" omitzero,
+    message: "message" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::NodeConfigSource {
@@ -534,7 +577,7 @@ message! { k8s_pb::api::core::v1::NodeConfigStatus {
     assigned: "assigned",
     active: "active",
     last_known_good: "lastKnownGood",
-    error: "error",
+    error: "error" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::NodeDaemonEndpoints {
@@ -571,19 +614,19 @@ message! { k8s_pb::api::core::v1::NodeSelectorTerm {
 }}
 
 message! { k8s_pb::api::core::v1::NodeSpec {
-    pod_cidr: "podCIDR",
+    pod_cidr: "podCIDR" omitzero,
     pod_cid_rs: "podCIDRs",
-    provider_id: "providerID",
-    unschedulable: "unschedulable",
+    provider_id: "providerID" omitzero,
+    unschedulable: "unschedulable" omitzero,
     taints: "taints",
     config_source: "configSource",
-    external_id: "externalID",
+    external_id: "externalID" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::NodeStatus {
     capacity: "capacity",
     allocatable: "allocatable",
-    phase: "phase",
+    phase: "phase" omitzero,
     conditions: "conditions",
     addresses: "addresses",
     daemon_endpoints: "daemonEndpoints",
@@ -616,25 +659,25 @@ message! { k8s_pb::api::core::v1::NodeSystemInfo {
 }}
 
 message! { k8s_pb::api::core::v1::ObjectFieldSelector {
-    api_version: "apiVersion",
+    api_version: "apiVersion" omitzero,
     field_path: "fieldPath" required,
 }}
 
 message! { k8s_pb::api::core::v1::ObjectReference {
-    kind: "kind",
-    namespace: "namespace",
-    name: "name",
-    uid: "uid",
-    api_version: "apiVersion",
-    resource_version: "resourceVersion",
-    field_path: "fieldPath",
+    kind: "kind" omitzero,
+    namespace: "namespace" omitzero,
+    name: "name" omitzero,
+    uid: "uid" omitzero,
+    api_version: "apiVersion" omitzero,
+    resource_version: "resourceVersion" omitzero,
+    field_path: "fieldPath" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::PersistentVolumeClaimSpec {
     access_modes: "accessModes",
     selector: "selector",
     resources: "resources",
-    volume_name: "volumeName",
+    volume_name: "volumeName" omitzero,
     storage_class_name: "storageClassName",
     volume_mode: "volumeMode",
     data_source: "dataSource",
@@ -649,12 +692,12 @@ message! { k8s_pb::api::core::v1::PersistentVolumeClaimTemplate {
 
 message! { k8s_pb::api::core::v1::PersistentVolumeClaimVolumeSource {
     claim_name: "claimName" required,
-    read_only: "readOnly",
+    read_only: "readOnly" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::PhotonPersistentDiskVolumeSource {
     pd_id: "pdID" required,
-    fs_type: "fsType",
+    fs_type: "fsType" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::Pod {
@@ -686,20 +729,20 @@ message! { k8s_pb::api::core::v1::PodCertificateProjection {
     signer_name: "signerName" required,
     key_type: "keyType" required,
     max_expiration_seconds: "maxExpirationSeconds",
-    credential_bundle_path: "credentialBundlePath",
-    key_path: "keyPath",
-    certificate_chain_path: "certificateChainPath",
+    credential_bundle_path: "credentialBundlePath" omitzero,
+    key_path: "keyPath" omitzero,
+    certificate_chain_path: "certificateChainPath" omitzero,
     user_annotations: "userAnnotations",
 }}
 
 message! { k8s_pb::api::core::v1::PodCondition {
     r#type: "type" required,
-    observed_generation: "observedGeneration",
+    observed_generation: "observedGeneration" omitzero,
     status: "status" required,
     last_probe_time: "lastProbeTime",
     last_transition_time: "lastTransitionTime",
-    reason: "reason",
-    message: "message",
+    reason: "reason" omitzero,
+    message: "message" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::PodDnsConfig {
@@ -709,7 +752,7 @@ message! { k8s_pb::api::core::v1::PodDnsConfig {
 }}
 
 message! { k8s_pb::api::core::v1::PodDnsConfigOption {
-    name: "name",
+    name: "name" omitzero,
     value: "value",
 }}
 
@@ -766,28 +809,28 @@ message! { k8s_pb::api::core::v1::PodSpec {
     init_containers: "initContainers",
     containers: "containers" required,
     ephemeral_containers: "ephemeralContainers",
-    restart_policy: "restartPolicy",
+    restart_policy: "restartPolicy" omitzero,
     termination_grace_period_seconds: "terminationGracePeriodSeconds",
     active_deadline_seconds: "activeDeadlineSeconds",
-    dns_policy: "dnsPolicy",
+    dns_policy: "dnsPolicy" omitzero,
     node_selector: "nodeSelector",
-    service_account_name: "serviceAccountName",
-    service_account: "serviceAccount",
+    service_account_name: "serviceAccountName" omitzero,
+    service_account: "serviceAccount" omitzero,
     automount_service_account_token: "automountServiceAccountToken",
-    node_name: "nodeName",
-    host_network: "hostNetwork",
-    host_pid: "hostPID",
-    host_ipc: "hostIPC",
+    node_name: "nodeName" omitzero,
+    host_network: "hostNetwork" omitzero,
+    host_pid: "hostPID" omitzero,
+    host_ipc: "hostIPC" omitzero,
     share_process_namespace: "shareProcessNamespace",
     security_context: "securityContext",
     image_pull_secrets: "imagePullSecrets",
-    hostname: "hostname",
-    subdomain: "subdomain",
+    hostname: "hostname" omitzero,
+    subdomain: "subdomain" omitzero,
     affinity: "affinity",
-    scheduler_name: "schedulerName",
+    scheduler_name: "schedulerName" omitzero,
     tolerations: "tolerations",
     host_aliases: "hostAliases",
-    priority_class_name: "priorityClassName",
+    priority_class_name: "priorityClassName" omitzero,
     priority: "priority",
     dns_config: "dnsConfig",
     readiness_gates: "readinessGates",
@@ -807,32 +850,38 @@ message! { k8s_pb::api::core::v1::PodSpec {
 }}
 
 message! { k8s_pb::api::core::v1::PodStatus {
-    observed_generation: "observedGeneration",
-    phase: "phase",
+    observed_generation: "observedGeneration" omitzero,
+    phase: "phase" omitzero,
     conditions: "conditions",
-    message: "message",
-    reason: "reason",
-    nominated_node_name: "nominatedNodeName",
-    host_ip: "hostIP",
+    message: "message" omitzero,
+    reason: "reason" omitzero,
+    nominated_node_name: "nominatedNodeName" omitzero,
+    host_ip: "hostIP" omitzero,
     host_ips: "hostIPs",
-    pod_ip: "podIP",
+    pod_ip: "podIP" omitzero,
     pod_ips: "podIPs",
     start_time: "startTime",
     init_container_statuses: "initContainerStatuses",
     container_statuses: "containerStatuses",
-    qos_class: "qosClass",
+    qos_class: "qosClass" omitzero,
     ephemeral_container_statuses: "ephemeralContainerStatuses",
-    resize: "resize",
+    resize: "resize" omitzero,
     resource_claim_statuses: "resourceClaimStatuses",
     extended_resource_claim_status: "extendedResourceClaimStatus",
     allocated_resources: "allocatedResources",
     resources: "resources",
 }}
 
+message! { k8s_pb::api::core::v1::PortStatus {
+    port: "port" required,
+    protocol: "protocol" required,
+    error: "error",
+}}
+
 message! { k8s_pb::api::core::v1::PortworxVolumeSource {
     volume_id: "volumeID" required,
-    fs_type: "fsType",
-    read_only: "readOnly",
+    fs_type: "fsType" omitzero,
+    read_only: "readOnly" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::PreferredSchedulingTerm {
@@ -842,11 +891,11 @@ message! { k8s_pb::api::core::v1::PreferredSchedulingTerm {
 
 message! { k8s_pb::api::core::v1::Probe {
     handler: inline,
-    initial_delay_seconds: "initialDelaySeconds",
-    timeout_seconds: "timeoutSeconds",
-    period_seconds: "periodSeconds",
-    success_threshold: "successThreshold",
-    failure_threshold: "failureThreshold",
+    initial_delay_seconds: "initialDelaySeconds" omitzero,
+    timeout_seconds: "timeoutSeconds" omitzero,
+    period_seconds: "periodSeconds" omitzero,
+    success_threshold: "successThreshold" omitzero,
+    failure_threshold: "failureThreshold" omitzero,
     termination_grace_period_seconds: "terminationGracePeriodSeconds",
 }}
 
@@ -865,37 +914,37 @@ message! { k8s_pb::api::core::v1::ProjectedVolumeSource {
 message! { k8s_pb::api::core::v1::QuobyteVolumeSource {
     registry: "registry" required,
     volume: "volume" required,
-    read_only: "readOnly",
-    user: "user",
-    group: "group",
-    tenant: "tenant",
+    read_only: "readOnly" omitzero,
+    user: "user" omitzero,
+    group: "group" omitzero,
+    tenant: "tenant" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::RbdVolumeSource {
     monitors: "monitors",
     image: "image",
-    fs_type: "fsType",
-    pool: "pool",
-    user: "user",
-    keyring: "keyring",
+    fs_type: "fsType" omitzero,
+    pool: "pool" omitzero,
+    user: "user" omitzero,
+    keyring: "keyring" omitzero,
     secret_ref: "secretRef",
-    read_only: "readOnly",
+    read_only: "readOnly" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::ResourceClaim {
     name: "name" required,
-    request: "request",
+    request: "request" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::ResourceFieldSelector {
-    container_name: "containerName",
+    container_name: "containerName" omitzero,
     resource: "resource" required,
     divisor: "divisor",
 }}
 
 message! { k8s_pb::api::core::v1::ResourceHealth {
     resource_id: "resourceID" required,
-    health: "health",
+    health: "health" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::ResourceRequirements {
@@ -913,20 +962,20 @@ message! { k8s_pb::api::core::v1::ScaleIoVolumeSource {
     gateway: "gateway",
     system: "system",
     secret_ref: "secretRef",
-    ssl_enabled: "sslEnabled",
-    protection_domain: "protectionDomain",
-    storage_pool: "storagePool",
-    storage_mode: "storageMode",
-    volume_name: "volumeName",
-    fs_type: "fsType",
-    read_only: "readOnly",
+    ssl_enabled: "sslEnabled" omitzero,
+    protection_domain: "protectionDomain" omitzero,
+    storage_pool: "storagePool" omitzero,
+    storage_mode: "storageMode" omitzero,
+    volume_name: "volumeName" omitzero,
+    fs_type: "fsType" omitzero,
+    read_only: "readOnly" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::SeLinuxOptions {
-    user: "user",
-    role: "role",
-    r#type: "type",
-    level: "level",
+    user: "user" omitzero,
+    role: "role" omitzero,
+    r#type: "type" omitzero,
+    level: "level" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::SeccompProfile {
@@ -952,7 +1001,7 @@ message! { k8s_pb::api::core::v1::SecretProjection {
 }}
 
 message! { k8s_pb::api::core::v1::SecretVolumeSource {
-    secret_name: "secretName",
+    secret_name: "secretName" omitzero,
     items: "items",
     default_mode: "defaultMode",
     optional: "optional",
@@ -973,10 +1022,57 @@ message! { k8s_pb::api::core::v1::SecurityContext {
     app_armor_profile: "appArmorProfile",
 }}
 
+message! { k8s_pb::api::core::v1::Service {
+    metadata: "metadata" required,
+    spec: "spec",
+    status: "status",
+}}
+
 message! { k8s_pb::api::core::v1::ServiceAccountTokenProjection {
-    audience: "audience",
+    audience: "audience" omitzero,
     expiration_seconds: "expirationSeconds",
     path: "path" required,
+}}
+
+message! { k8s_pb::api::core::v1::ServicePort {
+    name: "name" omitzero,
+    protocol: "protocol" omitzero,
+    app_protocol: "appProtocol",
+    port: "port" required,
+    target_port: "targetPort",
+    node_port: "nodePort" omitzero,
+}}
+
+message! { k8s_pb::api::core::v1::ServiceSpec {
+    ports: "ports",
+    selector: "selector",
+    cluster_ip: "clusterIP" omitzero,
+    cluster_ips: "clusterIPs",
+    r#type: "type" omitzero,
+    external_ips: "externalIPs",
+    session_affinity: "sessionAffinity" omitzero,
+    load_balancer_ip: "loadBalancerIP" omitzero,
+    load_balancer_source_ranges: "loadBalancerSourceRanges",
+    external_name: "externalName" omitzero,
+    external_traffic_policy: "externalTrafficPolicy" omitzero,
+    health_check_node_port: "healthCheckNodePort" omitzero,
+    publish_not_ready_addresses: "publishNotReadyAddresses" omitzero,
+    session_affinity_config: "sessionAffinityConfig",
+    ip_families: "ipFamilies",
+    ip_family_policy: "ipFamilyPolicy",
+    allocate_load_balancer_node_ports: "allocateLoadBalancerNodePorts",
+    load_balancer_class: "loadBalancerClass",
+    internal_traffic_policy: "internalTrafficPolicy",
+    traffic_distribution: "trafficDistribution",
+}}
+
+message! { k8s_pb::api::core::v1::ServiceStatus {
+    load_balancer: "loadBalancer",
+    conditions: "conditions",
+}}
+
+message! { k8s_pb::api::core::v1::SessionAffinityConfig {
+    client_ip: "clientIP",
 }}
 
 message! { k8s_pb::api::core::v1::SleepAction {
@@ -984,10 +1080,10 @@ message! { k8s_pb::api::core::v1::SleepAction {
 }}
 
 message! { k8s_pb::api::core::v1::StorageOsVolumeSource {
-    volume_name: "volumeName",
-    volume_namespace: "volumeNamespace",
-    fs_type: "fsType",
-    read_only: "readOnly",
+    volume_name: "volumeName" omitzero,
+    volume_namespace: "volumeNamespace" omitzero,
+    fs_type: "fsType" omitzero,
+    read_only: "readOnly" omitzero,
     secret_ref: "secretRef",
 }}
 
@@ -998,21 +1094,21 @@ message! { k8s_pb::api::core::v1::Sysctl {
 
 message! { k8s_pb::api::core::v1::Taint {
     key: "key" required,
-    value: "value",
+    value: "value" omitzero,
     effect: "effect" required,
     time_added: "timeAdded",
 }}
 
 message! { k8s_pb::api::core::v1::TcpSocketAction {
     port: "port",
-    host: "host",
+    host: "host" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::Toleration {
-    key: "key",
-    operator: "operator",
-    value: "value",
-    effect: "effect",
+    key: "key" omitzero,
+    operator: "operator" omitzero,
+    value: "value" omitzero,
+    effect: "effect" omitzero,
     toleration_seconds: "tolerationSeconds",
 }}
 
@@ -1052,18 +1148,18 @@ message! { k8s_pb::api::core::v1::VolumeDevice {
 
 message! { k8s_pb::api::core::v1::VolumeMount {
     name: "name" required,
-    read_only: "readOnly",
+    read_only: "readOnly" omitzero,
     recursive_read_only: "recursiveReadOnly",
     mount_path: "mountPath" required,
-    sub_path: "subPath",
+    sub_path: "subPath" omitzero,
     mount_propagation: "mountPropagation",
-    sub_path_expr: "subPathExpr",
+    sub_path_expr: "subPathExpr" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::VolumeMountStatus {
     name: "name" required,
     mount_path: "mountPath" required,
-    read_only: "readOnly",
+    read_only: "readOnly" omitzero,
     recursive_read_only: "recursiveReadOnly",
 }}
 
@@ -1116,9 +1212,9 @@ message! { k8s_pb::api::core::v1::VolumeSource {
 
 message! { k8s_pb::api::core::v1::VsphereVirtualDiskVolumeSource {
     volume_path: "volumePath" required,
-    fs_type: "fsType",
-    storage_policy_name: "storagePolicyName",
-    storage_policy_id: "storagePolicyID",
+    fs_type: "fsType" omitzero,
+    storage_policy_name: "storagePolicyName" omitzero,
+    storage_policy_id: "storagePolicyID" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::WeightedPodAffinityTerm {
@@ -1137,6 +1233,59 @@ message! { k8s_pb::api::core::v1::WorkloadReference {
     name: "name", // not in k8s-openapi
     pod_group: "podGroup", // not in k8s-openapi
     pod_group_replica_key: "podGroupReplicaKey", // not in k8s-openapi
+}}
+
+message! { k8s_pb::api::discovery::v1::Endpoint {
+    addresses: "addresses" required,
+    conditions: "conditions",
+    hostname: "hostname",
+    target_ref: "targetRef",
+    deprecated_topology: "deprecatedTopology",
+    node_name: "nodeName",
+    zone: "zone",
+    hints: "hints",
+}}
+
+message! { k8s_pb::api::discovery::v1::EndpointConditions {
+    ready: "ready",
+    serving: "serving",
+    terminating: "terminating",
+}}
+
+message! { k8s_pb::api::discovery::v1::EndpointHints {
+    for_zones: "forZones",
+    for_nodes: "forNodes",
+}}
+
+message! { k8s_pb::api::discovery::v1::EndpointPort {
+    name: "name",
+    protocol: "protocol",
+    port: "port",
+    app_protocol: "appProtocol",
+}}
+
+message! { k8s_pb::api::discovery::v1::EndpointSlice {
+    metadata: "metadata" required,
+    address_type: "addressType" required,
+    endpoints: "endpoints",
+    ports: "ports",
+}}
+
+message! { k8s_pb::api::discovery::v1::ForNode {
+    name: "name" required,
+}}
+
+message! { k8s_pb::api::discovery::v1::ForZone {
+    name: "name" required,
+}}
+
+message! { k8s_pb::apimachinery::pkg::apis::meta::v1::Condition {
+    r#type: "type" required,
+    status: "status" required,
+    observed_generation: "observedGeneration" omitzero,
+    last_transition_time: "lastTransitionTime" required,
+    reason: "reason" required,
+    message: "message" required,
 }}
 
 message! { k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions {
@@ -1160,30 +1309,30 @@ message! { k8s_pb::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement {
 }}
 
 message! { k8s_pb::apimachinery::pkg::apis::meta::v1::ListMeta {
-    self_link: "selfLink",
-    resource_version: "resourceVersion",
-    r#continue: "continue",
+    self_link: "selfLink" omitzero,
+    resource_version: "resourceVersion" omitzero,
+    r#continue: "continue" omitzero,
     remaining_item_count: "remainingItemCount",
 }}
 
 message! { k8s_pb::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
-    manager: "manager",
-    operation: "operation",
-    api_version: "apiVersion",
+    manager: "manager" omitzero,
+    operation: "operation" omitzero,
+    api_version: "apiVersion" omitzero,
     time: "time",
-    fields_type: "fieldsType",
+    fields_type: "fieldsType" omitzero,
     fields_v1: "fieldsV1",
-    subresource: "subresource",
+    subresource: "subresource" omitzero,
 }}
 
 message! { k8s_pb::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-    name: "name",
-    generate_name: "generateName",
-    namespace: "namespace",
-    self_link: "selfLink",
-    uid: "uid",
-    resource_version: "resourceVersion",
-    generation: "generation",
+    name: "name" omitzero,
+    generate_name: "generateName" omitzero,
+    namespace: "namespace" omitzero,
+    self_link: "selfLink" omitzero,
+    uid: "uid" omitzero,
+    resource_version: "resourceVersion" omitzero,
+    generation: "generation" omitzero,
     creation_timestamp: "creationTimestamp",
     deletion_timestamp: "deletionTimestamp",
     deletion_grace_period_seconds: "deletionGracePeriodSeconds",
@@ -1210,24 +1359,24 @@ message! { k8s_pb::apimachinery::pkg::apis::meta::v1::Preconditions {
 
 message! { k8s_pb::apimachinery::pkg::apis::meta::v1::Status {
     metadata: "metadata" required,
-    status: "status",
-    message: "message",
-    reason: "reason",
+    status: "status" omitzero,
+    message: "message" omitzero,
+    reason: "reason" omitzero,
     details: "details",
-    code: "code",
+    code: "code" omitzero,
 }}
 
 message! { k8s_pb::apimachinery::pkg::apis::meta::v1::StatusCause {
-    reason: "reason",
-    message: "message",
-    field: "field",
+    reason: "reason" omitzero,
+    message: "message" omitzero,
+    field: "field" omitzero,
 }}
 
 message! { k8s_pb::apimachinery::pkg::apis::meta::v1::StatusDetails {
-    name: "name",
-    group: "group",
-    kind: "kind",
-    uid: "uid",
+    name: "name" omitzero,
+    group: "group" omitzero,
+    kind: "kind" omitzero,
+    uid: "uid" omitzero,
     causes: "causes",
-    retry_after_seconds: "retryAfterSeconds",
+    retry_after_seconds: "retryAfterSeconds" omitzero,
 }}

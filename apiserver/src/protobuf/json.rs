@@ -8,12 +8,14 @@
 //!
 //! Presence follows the Go types that produce and consume these bodies. Go's encoder
 //! writes every non-pointer field, set or not; decoding and writing JSON drops the zero
-//! ones (`omitempty`). So an optional string that arrives empty, and a zero `Time`,
-//! become absent. A `0` or `false` is kept: for a non-pointer Go field it means the same
-//! as absent, while for a pointer (`runAsUser: 0`, `automountServiceAccountToken: false`,
-//! `replicas: 0`) dropping it would change the object. A field absent from the body is
-//! absent from the JSON, except the fields Kubernetes requires (no `omitempty` in Go),
-//! which are written with their zero value as Go writes them.
+//! ones (`omitempty`). So an optional string that arrives empty, a zero `Time`, and the
+//! `0` or `false` of a field that is a non-pointer `omitempty` in Go (marked `omitzero`
+//! in `generated.rs`) become absent. Any other `0` or `false` is kept: for a pointer
+//! (`runAsUser: 0`, `automountServiceAccountToken: false`, `replicas: 0`) it is a value.
+//! A field absent from the body is absent from the JSON, except the fields Kubernetes
+//! requires (no `omitempty` in Go), which are written with their zero value as Go
+//! writes them. (An empty Go `*string` is left out too: the one case where Go keeps what
+//! this drops.)
 
 use std::collections::BTreeMap;
 
@@ -71,17 +73,34 @@ pub trait Json: Sized + Default {
     fn is_unset(&self) -> bool {
         false
     }
+    /// Whether this is Go's zero value, which a non-pointer `omitempty` field leaves out.
+    fn is_zero(&self) -> bool {
+        self.is_unset()
+    }
+}
+
+/// How a field's value is written when it is empty.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Presence {
+    /// Written as it is, absent when absent.
+    Optional,
+    /// Always written (no `omitempty` in Go), with its zero value when absent.
+    Required,
+    /// A non-pointer `omitempty` scalar in Go: its zero means unset and is left out.
+    OmitZero,
 }
 
 /// A field of a message: `Option<T>`, `Vec<T>` or `BTreeMap<String, T>`.
 pub trait Field: Sized {
-    fn put(&self, required: bool) -> Option<Value>;
+    fn put(&self, presence: Presence) -> Option<Value>;
     fn take(v: Option<&Value>) -> Result<Self>;
 }
 
 impl<T: Json> Field for Option<T> {
-    fn put(&self, required: bool) -> Option<Value> {
+    fn put(&self, presence: Presence) -> Option<Value> {
+        let required = presence == Presence::Required;
         match self {
+            Some(v) if presence == Presence::OmitZero && v.is_zero() => None,
             Some(v) if required || !v.is_unset() => Some(v.to_json()),
             Some(_) => None,
             None if required => Some(T::default().to_json()),
@@ -97,8 +116,8 @@ impl<T: Json> Field for Option<T> {
 }
 
 impl<T: Json> Field for Vec<T> {
-    fn put(&self, required: bool) -> Option<Value> {
-        if self.is_empty() && !required {
+    fn put(&self, presence: Presence) -> Option<Value> {
+        if self.is_empty() && presence != Presence::Required {
             return None;
         }
         Some(Value::Array(self.iter().map(Json::to_json).collect()))
@@ -117,8 +136,8 @@ impl<T: Json> Field for Vec<T> {
 }
 
 impl<T: Json> Field for BTreeMap<String, T> {
-    fn put(&self, required: bool) -> Option<Value> {
-        if self.is_empty() && !required {
+    fn put(&self, presence: Presence) -> Option<Value> {
+        if self.is_empty() && presence != Presence::Required {
             return None;
         }
         Some(Value::Object(
@@ -138,8 +157,8 @@ impl<T: Json> Field for BTreeMap<String, T> {
 }
 
 /// Writes one field of a message into its JSON object.
-pub fn put(out: &mut Map<String, Value>, key: &str, field: &impl Field, required: bool) {
-    if let Some(v) = field.put(required) {
+pub fn put(out: &mut Map<String, Value>, key: &str, field: &impl Field, presence: Presence) {
+    if let Some(v) = field.put(presence) {
         out.insert(key.to_string(), v);
     }
 }
@@ -173,7 +192,8 @@ fn expected(what: &str, got: &Value) -> FieldError {
 }
 
 /// One `impl Json` per generated message: the field names in Rust and in JSON, which
-/// fields Kubernetes requires, and which are Go structs embedded inline.
+/// fields Kubernetes requires, which are Go non-pointer `omitempty` scalars, and which are
+/// Go structs embedded inline.
 macro_rules! message {
     ($ty:path { $($field:ident : $json:tt $($req:ident)?),* $(,)? }) => {
         impl $crate::protobuf::json::Json for $ty {
@@ -194,10 +214,13 @@ macro_rules! message {
         $crate::protobuf::json::put_inline(&mut $m, $v)
     };
     (@put $m:ident, $v:expr, $json:literal required) => {
-        $crate::protobuf::json::put(&mut $m, $json, $v, true)
+        $crate::protobuf::json::put(&mut $m, $json, $v, $crate::protobuf::json::Presence::Required)
+    };
+    (@put $m:ident, $v:expr, $json:literal omitzero) => {
+        $crate::protobuf::json::put(&mut $m, $json, $v, $crate::protobuf::json::Presence::OmitZero)
     };
     (@put $m:ident, $v:expr, $json:literal) => {
-        $crate::protobuf::json::put(&mut $m, $json, $v, false)
+        $crate::protobuf::json::put(&mut $m, $json, $v, $crate::protobuf::json::Presence::Optional)
     };
     (@take $o:ident, $v:ident, inline) => {
         Some($crate::protobuf::json::Json::from_json($v)?)
@@ -226,6 +249,9 @@ impl Json for bool {
     fn to_json(&self) -> Value {
         Value::Bool(*self)
     }
+    fn is_zero(&self) -> bool {
+        !*self
+    }
     fn from_json(v: &Value) -> Result<Self> {
         v.as_bool().ok_or_else(|| expected("a boolean", v))
     }
@@ -236,6 +262,9 @@ macro_rules! integer {
         impl Json for $t {
             fn to_json(&self) -> Value {
                 Value::from(*self)
+            }
+            fn is_zero(&self) -> bool {
+                *self == 0
             }
             fn from_json(v: &Value) -> Result<Self> {
                 v.as_i64()
@@ -259,6 +288,9 @@ impl Json for f64 {
     }
     fn from_json(v: &Value) -> Result<Self> {
         v.as_f64().ok_or_else(|| expected("a number", v))
+    }
+    fn is_zero(&self) -> bool {
+        *self == 0.0
     }
 }
 
@@ -565,7 +597,7 @@ mod tests {
     fn bytes_are_base64_and_errors_name_the_field() {
         let data: BTreeMap<String, Vec<u8>> = Field::take(Some(&json!({"k": "aGk="}))).unwrap();
         assert_eq!(data["k"], b"hi");
-        assert_eq!(data.put(false), Some(json!({"k": "aGk="})));
+        assert_eq!(data.put(Presence::Optional), Some(json!({"k": "aGk="})));
         let err = <BTreeMap<String, Vec<u8>> as Field>::take(Some(&json!({"k": "%%"})))
             .unwrap_err()
             .at("data");

@@ -80,14 +80,14 @@ fn pod() -> Value {
 #[test]
 fn kubectls_namespace_decodes_to_the_json_it_means() {
     let obj = decode(KUBECTL_NAMESPACE).unwrap();
-    // Go writes every non-pointer field; the empty ones are not in the JSON, the zero
-    // `generation` is (the server sets its own), the zero `creationTimestamp` is not.
+    // Go writes every non-pointer field; the empty ones, the zero `generation` (a
+    // non-pointer `omitempty` in Go) and the zero `creationTimestamp` are not in the JSON.
     assert_eq!(
         obj,
         json!({
             "apiVersion": "v1",
             "kind": "Namespace",
-            "metadata": {"name": "team", "generation": 0},
+            "metadata": {"name": "team"},
             "spec": {},
             "status": {},
         })
@@ -96,11 +96,17 @@ fn kubectls_namespace_decodes_to_the_json_it_means() {
 
 #[test]
 fn a_pod_goes_round_the_wire_unchanged() {
-    let want = pod();
+    let mut want = pod();
     let bytes = encode(&want).unwrap().unwrap();
     let back = decode(&bytes).unwrap();
-    // Absent fields stay absent, zeros of pointer fields (`runAsUser: 0`) stay, an empty
-    // map value stays, and `imageID`, required in Kubernetes, stays even when empty.
+    // Absent fields stay absent, zeros of pointer fields (`runAsUser: 0`,
+    // `automountServiceAccountToken: false`) stay, an empty map value stays, and
+    // `imageID`, required in Kubernetes, stays even when empty. The zero of a Go
+    // non-pointer `omitempty` field goes, as Kubernetes' own JSON leaves it out.
+    want["spec"]["containers"][0]["readinessProbe"]
+        .as_object_mut()
+        .unwrap()
+        .remove("initialDelaySeconds");
     assert_eq!(back, want);
     assert!(back["spec"].get("dnsPolicy").is_none());
     assert!(back["spec"]["containers"][0].get("stdin").is_none());
