@@ -1,7 +1,7 @@
 //! Kubernetes' protobuf encoding: the real kubectl's `create <kind>` generators send it
-//! (`create namespace` is the one whose kind we serve; `configmap`, `secret`,
-//! `deployment`, `job`, `rolebinding`, `serviceaccount` and `quota` wait for their kinds),
-//! and client-go asks for it first in `Accept`. On both stores.
+//! (`create namespace` and `create service` are those whose kinds we serve; `configmap`,
+//! `secret`, `deployment`, `job`, `rolebinding`, `serviceaccount` and `quota` wait for
+//! their kinds), and client-go asks for it first in `Accept`. On both stores.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -66,7 +66,7 @@ fn comparable(mut ns: Value) -> Value {
     ns
 }
 
-async fn create_namespace(backend: Backend) {
+async fn create_generators(backend: Backend) {
     let srv = TestApiServer::start(backend).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let k = Kubectl {
@@ -131,16 +131,62 @@ async fn create_namespace(backend: Backend) {
         err.contains(r#"The Namespace "Not_A_Name" is invalid: metadata.name: Invalid value"#),
         "{err}"
     );
+
+    create_service(&k).await;
+}
+
+/// `kubectl create service`: an IntOrString target port by number and by name.
+async fn create_service(k: &Kubectl) {
+    let out = k
+        .ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"])
+        .await;
+    assert_eq!(out.trim(), "service/web created");
+    let svc = k.json(&["get", "service", "web", "-o", "json"]).await;
+    assert_eq!(svc["spec"]["type"], "ClusterIP");
+    assert_eq!(svc["spec"]["selector"]["app"], "web");
+    let port = &svc["spec"]["ports"][0];
+    assert_eq!(
+        (&port["port"], &port["targetPort"]),
+        (&80.into(), &8080.into()),
+        "{svc}"
+    );
+    assert_eq!(port["protocol"], "TCP");
+    assert!(
+        svc["spec"]["clusterIP"]
+            .as_str()
+            .is_some_and(|ip| ip.contains('.')),
+        "{svc}"
+    );
+
+    let made = k
+        .json(&[
+            "create",
+            "service",
+            "nodeport",
+            "np",
+            "--tcp=80:http",
+            "-o",
+            "json",
+        ])
+        .await;
+    let port = &made["spec"]["ports"][0];
+    assert_eq!(port["targetPort"], "http", "{made}");
+    assert!(
+        port["nodePort"].as_i64().is_some_and(|p| p >= 30000),
+        "{made}"
+    );
+    let read = k.json(&["get", "service", "np", "-o", "json"]).await;
+    assert_eq!(comparable(made), comparable(read));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_kubectl_create_namespace_on_embedded_store() {
-    create_namespace(Backend::Embedded).await;
+async fn real_kubectl_create_generators_on_embedded_store() {
+    create_generators(Backend::Embedded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_kubectl_create_namespace_on_etcd() {
-    create_namespace(Backend::Etcd).await;
+async fn real_kubectl_create_generators_on_etcd() {
+    create_generators(Backend::Etcd).await;
 }
 
 fn pod_message() -> core::Pod {
