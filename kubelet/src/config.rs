@@ -56,6 +56,9 @@ pub struct KubeletConfig {
     pub host_gateway: bool,
     /// All pods' addresses; the `/16` that holds the node's pod CIDR when `None`.
     pub cluster_cidr: Option<Ipv4Net>,
+    /// Serve Services' cluster IPs and node ports with iptables rules (see
+    /// [`crate::proxy`]).
+    pub proxy: bool,
 }
 
 impl KubeletConfig {
@@ -78,6 +81,7 @@ impl KubeletConfig {
             max_pods: 110,
             host_gateway: true,
             cluster_cidr: None,
+            proxy: true,
         }
     }
 

@@ -23,6 +23,7 @@ pub mod manager;
 pub mod network;
 pub mod node;
 pub mod pod;
+pub mod proxy;
 pub mod reset;
 pub mod runtime;
 
@@ -150,6 +151,14 @@ pub async fn run_with_runtime(
         );
         AbortOnDrop(tokio::spawn(
             gateway.run(client.clone(), config.resync_interval),
+        ))
+    });
+
+    let _stop_proxy = config.proxy.then(|| {
+        tracing::info!(node = %config.node_name, "serving services' cluster IPs and node ports");
+        let proxy = proxy::Proxy::new(Arc::new(proxy::IptablesApplier::new()), &config.node_name);
+        AbortOnDrop(tokio::spawn(
+            proxy.run(client.clone(), config.resync_interval),
         ))
     });
 

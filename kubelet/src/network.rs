@@ -66,13 +66,38 @@ pub fn cluster_rules(cluster: Ipv4Net) -> Vec<Rule> {
         Rule::new("filter", FORWARD_CHAIN, &["-s", &c, "-j", "ACCEPT"]),
         Rule::new("filter", FORWARD_CHAIN, &["-d", &c, "-j", "ACCEPT"]),
         // ACCEPT, not RETURN: a RETURN would go back to POSTROUTING and on to Docker's
-        // MASQUERADE; ACCEPT ends the nat table's rules for the connection.
+        // MASQUERADE; ACCEPT ends the nat table's rules for the connection. Except for
+        // what the proxy marked for SNAT (a pod reaching itself through its service),
+        // which goes on to the proxy's MASQUERADE.
         Rule::new(
             "nat",
             POSTROUTING_CHAIN,
-            &["-s", &c, "-d", &c, "-j", "ACCEPT"],
+            &[
+                "-s",
+                &c,
+                "-d",
+                &c,
+                "-m",
+                "mark",
+                "!",
+                "--mark",
+                &format!("{0}/{0}", crate::proxy::rules::MASQ_MARK),
+                "-j",
+                "ACCEPT",
+            ],
         ),
     ]
+}
+
+/// Rules earlier kubelets added for a cluster, which [`cluster_rules`] replaced: removed
+/// when found.
+pub fn superseded_rules(cluster: Ipv4Net) -> Vec<Rule> {
+    let c = cluster.to_string();
+    vec![Rule::new(
+        "nat",
+        POSTROUTING_CHAIN,
+        &["-s", &c, "-d", &c, "-j", "ACCEPT"],
+    )]
 }
 
 /// The cluster CIDR when none is configured: the `/16` that holds the node's pod CIDR,
@@ -306,6 +331,15 @@ impl HostGateway {
                 self.iptables(table, &args).await?;
                 tracing::info!(table, rule = %rule.line(), "added an iptables rule");
             }
+        }
+        for rule in superseded_rules(self.cluster)
+            .into_iter()
+            .filter(|r| r.table == table && lines.contains(&r.line().as_str()))
+        {
+            let mut args = vec!["-D", rule.chain];
+            args.extend(rule.args.iter().map(String::as_str));
+            self.iptables(table, &args).await?;
+            tracing::info!(table, rule = %rule.line(), "removed a superseded iptables rule");
         }
         let jump = format!("-A {parent} -j {chain}");
         let parent_rules: Vec<&str> = lines

@@ -8,7 +8,9 @@
 //!   pause containers — and removed;
 //! * every MiniK8s network (labelled [`labels::NODE`] or named `minik8s-*`);
 //! * every route of protocol [`network::ROUTE_PROTO`] (only kubelets add those);
-//! * the `MINIK8S-*` chains of the filter and nat tables, and every jump to them.
+//! * the `MINIK8S-*` chains of the filter and nat tables, and every jump to them: the
+//!   host gateway's (`MINIK8S-FORWARD`, `MINIK8S-POSTROUTING`) and the node proxy's
+//!   (`MINIK8S-SERVICES-*`, `MINIK8S-SVC-*`, `MINIK8S-SEP-*`, … of every node).
 //!
 //! It is machine-wide: the chains and routes are shared by every kubelet of the machine,
 //! whatever its cluster. Run it when no kubelet runs (a running one puts its network,
@@ -265,15 +267,16 @@ async fn remove_chains(host: &dyn Host, table: &str, report: &mut Report) {
     };
     let (chains, jumps) = our_chains(&listing);
     for jump in jumps {
-        // "-A FORWARD -j MINIK8S-FORWARD" is deleted by "-D FORWARD -j MINIK8S-FORWARD".
+        // "-A FORWARD -j MINIK8S-FORWARD" is deleted by "-D FORWARD -j MINIK8S-FORWARD";
+        // a quoted comment (the proxy's jumps have one) is one argument.
+        let words = rule_words(&jump);
         let mut args = vec!["-D".to_string()];
-        args.extend(jump.split_whitespace().skip(1).map(str::to_string));
-        let words: Vec<&str> = jump.split_whitespace().collect();
+        args.extend(words.iter().skip(1).cloned());
         match iptables(args).await {
             Ok(_) => report.jumps.push(format!(
                 "{table} {} -> {}",
-                words.get(1).unwrap_or(&""),
-                words.last().unwrap_or(&"")
+                words.get(1).map_or("", String::as_str),
+                words.last().map_or("", String::as_str)
             )),
             Err(e) => report.failures.push(e),
         }
@@ -290,6 +293,37 @@ async fn remove_chains(host: &dyn Host, table: &str, report: &mut Report) {
             Err(e) => report.failures.push(e),
         }
     }
+}
+
+/// The arguments of a rule as `iptables -S` prints it: words, with a double-quoted
+/// string (`--comment "a b"`) one word without its quotes.
+pub fn rule_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let (mut quoted, mut escaped, mut any) = (false, false, false);
+    for ch in line.chars() {
+        if escaped {
+            word.push(ch);
+            escaped = false;
+        } else if ch == '\\' {
+            escaped = true;
+        } else if ch == '"' {
+            quoted = !quoted;
+            any = true;
+        } else if ch.is_whitespace() && !quoted {
+            if any || !word.is_empty() {
+                words.push(std::mem::take(&mut word));
+            }
+            any = false;
+        } else {
+            word.push(ch);
+            any = true;
+        }
+    }
+    if any || !word.is_empty() {
+        words.push(word);
+    }
+    words
 }
 
 /// Removes the data directory of `minik8s up` (its store, the kubelet's pod directories

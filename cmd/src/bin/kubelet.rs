@@ -67,6 +67,9 @@ struct Args {
     /// Every pod's address (default: the /16 that holds the node's pod CIDR).
     #[arg(long)]
     cluster_cidr: Option<minik8s_kubelet::network::Ipv4Net>,
+    /// Serve Services' cluster IPs and node ports with iptables rules (the node proxy).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    proxy: bool,
 }
 
 fn default_node_name() -> String {
@@ -107,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
     config.max_pods = args.max_pods;
     config.host_gateway = args.host_gateway;
     config.cluster_cidr = args.cluster_cidr;
+    config.proxy = args.proxy;
     minik8s_kubelet::run(config, minik8s_cmd::interrupted())
         .await
         .context("running the kubelet")

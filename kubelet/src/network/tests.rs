@@ -128,7 +128,7 @@ async fn rules_are_added_once_and_the_jumps_kept_first() {
             "iptables -w 5 -t filter -A MINIK8S-FORWARD -d 10.244.0.0/16 -j ACCEPT",
             "iptables -w 5 -t filter -I DOCKER-USER 1 -j MINIK8S-FORWARD",
             "iptables -w 5 -t nat -N MINIK8S-POSTROUTING",
-            "iptables -w 5 -t nat -A MINIK8S-POSTROUTING -s 10.244.0.0/16 -d 10.244.0.0/16 -j ACCEPT",
+            "iptables -w 5 -t nat -A MINIK8S-POSTROUTING -s 10.244.0.0/16 -d 10.244.0.0/16 -m mark ! --mark 0x4000/0x4000 -j ACCEPT",
             "iptables -w 5 -t nat -I POSTROUTING 1 -j MINIK8S-POSTROUTING",
         ]
     );
@@ -142,7 +142,7 @@ async fn rules_are_added_once_and_the_jumps_kept_first() {
         nat: "-N MINIK8S-POSTROUTING\n\
               -A POSTROUTING -s 10.244.0.0/24 ! -o br-1 -j MASQUERADE\n\
               -A POSTROUTING -j MINIK8S-POSTROUTING\n\
-              -A MINIK8S-POSTROUTING -s 10.244.0.0/16 -d 10.244.0.0/16 -j ACCEPT\n"
+              -A MINIK8S-POSTROUTING -s 10.244.0.0/16 -d 10.244.0.0/16 -m mark ! --mark 0x4000/0x4000 -j ACCEPT\n"
             .into(),
         calls: Mutex::new(Vec::new()),
     });
@@ -152,6 +152,28 @@ async fn rules_are_added_once_and_the_jumps_kept_first() {
         vec![
             "iptables -w 5 -t nat -D POSTROUTING -j MINIK8S-POSTROUTING",
             "iptables -w 5 -t nat -I POSTROUTING 1 -j MINIK8S-POSTROUTING",
+        ]
+    );
+
+    // An earlier kubelet's exemption, which would keep a hairpin from being masqueraded,
+    // gives way to the one that lets marked traffic through.
+    let host = Arc::new(FakeHost {
+        filter: "-P FORWARD DROP\n-N MINIK8S-FORWARD\n-A FORWARD -j MINIK8S-FORWARD\n\
+                 -A MINIK8S-FORWARD -s 10.244.0.0/16 -j ACCEPT\n\
+                 -A MINIK8S-FORWARD -d 10.244.0.0/16 -j ACCEPT\n"
+            .into(),
+        nat: "-N MINIK8S-POSTROUTING\n\
+              -A POSTROUTING -j MINIK8S-POSTROUTING\n\
+              -A MINIK8S-POSTROUTING -s 10.244.0.0/16 -d 10.244.0.0/16 -j ACCEPT\n"
+            .into(),
+        calls: Mutex::new(Vec::new()),
+    });
+    gateway(host.clone()).ensure_rules().await.unwrap();
+    assert_eq!(
+        *host.calls.lock().unwrap(),
+        vec![
+            "iptables -w 5 -t nat -A MINIK8S-POSTROUTING -s 10.244.0.0/16 -d 10.244.0.0/16 -m mark ! --mark 0x4000/0x4000 -j ACCEPT",
+            "iptables -w 5 -t nat -D MINIK8S-POSTROUTING -s 10.244.0.0/16 -d 10.244.0.0/16 -j ACCEPT",
         ]
     );
 }

@@ -74,6 +74,89 @@ fn chains_and_the_jumps_to_them_are_found_in_a_listing() {
     );
 }
 
+#[test]
+fn quoted_comments_are_one_word() {
+    assert_eq!(
+        rule_words(
+            r#"-A PREROUTING -m comment --comment "minik8s proxy of node n1" -j MINIK8S-SERVICES-ABCDE"#
+        ),
+        [
+            "-A",
+            "PREROUTING",
+            "-m",
+            "comment",
+            "--comment",
+            "minik8s proxy of node n1",
+            "-j",
+            "MINIK8S-SERVICES-ABCDE"
+        ]
+    );
+    assert_eq!(
+        rule_words(r#"-A X --comment "" -j Y"#),
+        ["-A", "X", "--comment", "", "-j", "Y"]
+    );
+    assert_eq!(
+        rule_words(r#"--comment "a \"b\"""#),
+        ["--comment", r#"a "b""#]
+    );
+}
+
+#[tokio::test]
+async fn the_proxy_chains_of_every_node_and_their_jumps_go() {
+    let host = FakeHost {
+        filter: String::new(),
+        nat: r#"-P PREROUTING ACCEPT
+-N MINIK8S-SERVICES-ABCDE
+-N MINIK8S-SVC-ABCDE-0123456789
+-N MINIK8S-SEP-ABCDE-0123456789
+-N MINIK8S-MASQUERADE-FGHIJ
+-A PREROUTING -m comment --comment "minik8s proxy of node n1" -j MINIK8S-SERVICES-ABCDE
+-A OUTPUT -m comment --comment "minik8s proxy of node n1" -j MINIK8S-SERVICES-ABCDE
+-A POSTROUTING -m comment --comment "minik8s proxy of node n2" -j MINIK8S-MASQUERADE-FGHIJ
+-A MINIK8S-SERVICES-ABCDE -d 10.96.0.1/32 -p tcp -m comment --comment "default/kubernetes:https cluster IP" -m tcp --dport 443 -j MINIK8S-SVC-ABCDE-0123456789
+-A MINIK8S-SVC-ABCDE-0123456789 -m comment --comment "default/kubernetes:https" -j MINIK8S-SEP-ABCDE-0123456789
+"#
+        .into(),
+        routes: String::new(),
+        calls: Mutex::default(),
+    };
+    let mut report = Report::default();
+    reset_host(&host, &mut report).await;
+    assert_eq!(report.failures, Vec::<String>::new());
+    assert_eq!(
+        report.jumps,
+        [
+            "nat PREROUTING -> MINIK8S-SERVICES-ABCDE",
+            "nat OUTPUT -> MINIK8S-SERVICES-ABCDE",
+            "nat POSTROUTING -> MINIK8S-MASQUERADE-FGHIJ"
+        ]
+    );
+    assert_eq!(
+        report.chains,
+        [
+            "nat MINIK8S-SERVICES-ABCDE",
+            "nat MINIK8S-SVC-ABCDE-0123456789",
+            "nat MINIK8S-SEP-ABCDE-0123456789",
+            "nat MINIK8S-MASQUERADE-FGHIJ"
+        ]
+    );
+    let calls = host.calls.lock().unwrap().clone();
+    assert_eq!(
+        calls[0],
+        "iptables -w 5 -t nat -D PREROUTING -m comment --comment minik8s proxy of node n1 -j MINIK8S-SERVICES-ABCDE"
+    );
+    // Every chain flushed before any is deleted: they jump to each other.
+    let first_delete = calls.iter().position(|c| c.contains(" -X ")).unwrap();
+    assert!(
+        calls[..first_delete]
+            .iter()
+            .filter(|c| c.contains(" -F "))
+            .count()
+            == 4,
+        "{calls:#?}"
+    );
+}
+
 #[tokio::test]
 async fn the_host_loses_routes_jumps_and_chains() {
     let host = FakeHost {
