@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod probe;
+pub mod service_env;
 pub mod spec;
 pub mod status;
 pub mod worker;

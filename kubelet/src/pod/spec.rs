@@ -25,6 +25,8 @@ pub struct Downward {
     pub node_name: String,
     pub pod_ip: Option<IpAddr>,
     pub host_ip: Option<IpAddr>,
+    /// The service variables of the pod's namespace (see `service_env`).
+    pub services: Vec<(String, String)>,
 }
 
 pub fn spec(pod: &Pod) -> &PodSpec {
@@ -169,7 +171,9 @@ fn resource_value(
     Ok(value.to_string())
 }
 
-/// The container's environment, in order, each value expanded against the ones before.
+/// The container's environment, in order, each value expanded against the ones before
+/// and the service variables; then the service variables the container does not set
+/// itself (Kubernetes' `makeEnvironmentVariables`).
 pub fn environment(
     pod: &Pod,
     container: &Container,
@@ -199,12 +203,25 @@ pub fn environment(
                 ));
             }
         } else {
-            let lookup = |n: &str| values.get(n).cloned();
+            let lookup = |n: &str| {
+                values.get(n).cloned().or_else(|| {
+                    downward
+                        .services
+                        .iter()
+                        .find(|(k, _)| k == n)
+                        .map(|(_, v)| v.clone())
+                })
+            };
             expand(value.as_deref().unwrap_or_default(), &lookup)
         };
         values.insert(name.clone(), v.clone());
         env.retain(|(n, _)| n != name);
         env.push((name.clone(), v));
+    }
+    for (name, value) in &downward.services {
+        if !values.contains_key(name) {
+            env.push((name.clone(), value.clone()));
+        }
     }
     Ok(env)
 }
@@ -505,6 +522,7 @@ mod tests {
             node_name: "n1".into(),
             pod_ip: Some("10.1.0.5".parse().unwrap()),
             host_ip: None,
+            services: Vec::new(),
         };
         let c = &p.spec.as_ref().unwrap().containers[0];
         let env = environment(&p, c, &downward).unwrap();
@@ -527,6 +545,39 @@ mod tests {
         );
         assert_eq!(command.unwrap(), ["echo", "web.shop"]);
         assert_eq!(args, Some(vec![]));
+    }
+
+    #[test]
+    fn service_variables_come_after_the_containers_own_which_win() {
+        let p = pod(json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"containers": [{
+                "name": "c", "image": "i",
+                "command": ["echo", "$(REDIS_SERVICE_HOST):$(REDIS_SERVICE_PORT)"],
+                "env": [
+                    {"name": "REDIS_SERVICE_PORT", "value": "7000"},
+                    {"name": "URL", "value": "redis://$(REDIS_SERVICE_HOST):$(REDIS_SERVICE_PORT)"}
+                ]}]}
+        }));
+        let downward = Downward {
+            services: vec![
+                ("REDIS_SERVICE_HOST".into(), "10.96.0.7".into()),
+                ("REDIS_SERVICE_PORT".into(), "6379".into()),
+            ],
+            ..Downward::default()
+        };
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let env = environment(&p, c, &downward).unwrap();
+        assert_eq!(
+            env,
+            [
+                ("REDIS_SERVICE_PORT".to_string(), "7000".to_string()),
+                ("URL".into(), "redis://10.96.0.7:7000".into()),
+                ("REDIS_SERVICE_HOST".into(), "10.96.0.7".into()),
+            ]
+        );
+        let (command, _) = command_and_args(c, &env);
+        assert_eq!(command.unwrap(), ["echo", "10.96.0.7:7000"]);
     }
 
     #[test]

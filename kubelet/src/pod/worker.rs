@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 
 use super::api::PodApi;
 use super::probe::Prober;
+use super::service_env::ServiceCache;
 use super::spec::{self, spec};
 use super::status::{self, Effective, Observed as ContainerView, Snapshot, is_terminal};
 use crate::backoff::{Backoff, go_duration};
@@ -53,6 +54,8 @@ pub struct WorkerEnv {
     pub hosts: Arc<Hosts>,
     /// Pod addresses, chosen by the kubelet; Docker's own choice when `None`.
     pub ipam: Option<Arc<Ipam>>,
+    /// The cluster's services, for the containers' service variables.
+    pub services: Arc<ServiceCache>,
 }
 
 impl WorkerEnv {
@@ -65,6 +68,10 @@ impl WorkerEnv {
         client: Option<minik8s_client::Client>,
         ipam: Option<Arc<Ipam>>,
     ) -> WorkerEnv {
+        let services = match &client {
+            Some(client) => ServiceCache::follow(client.clone()),
+            None => ServiceCache::fixed(Vec::new()),
+        };
         let hosts = Hosts::new(
             client,
             runtime.clone(),
@@ -86,6 +93,7 @@ impl WorkerEnv {
             image_pull_timeout: config.image_pull_timeout,
             hosts,
             ipam,
+            services,
         }
     }
 }

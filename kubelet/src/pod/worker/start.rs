@@ -239,6 +239,7 @@ impl PodWorker {
         role: Role,
         attempt: u32,
         ctx: &StartContext<'_>,
+        services: Vec<(String, String)>,
     ) -> std::result::Result<ContainerConfig, String> {
         let key = ContainerKey {
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
@@ -253,6 +254,7 @@ impl PodWorker {
             node_name: self.env.node_name.clone(),
             pod_ip: pod_ip(&self.env, pod, ctx.sandbox),
             host_ip: self.env.host_ip,
+            services,
         };
         let env = spec::environment(pod, c, &downward)?;
         let (entrypoint, cmd) = spec::command_and_args(c, &env);
@@ -314,7 +316,16 @@ impl PodWorker {
             pass.wait(&c.name, reason, message);
             return;
         }
-        let config = match self.container_config(pod, c, role, attempt, ctx) {
+        // The services as they are now: a container created later sees later ones.
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let links = spec(pod).enable_service_links != Some(false);
+        let config = match self
+            .env
+            .services
+            .env(namespace, links)
+            .await
+            .and_then(|services| self.container_config(pod, c, role, attempt, ctx, services))
+        {
             Ok(config) => config,
             Err(message) => {
                 self.event(reference, WARNING, "Failed", &format!("Error: {message}"));

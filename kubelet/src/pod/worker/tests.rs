@@ -91,6 +91,16 @@ impl Harness {
 
     /// With `ipam`, the worker picks pod addresses from 10.1.0.0/24 itself.
     fn with_ipam(pod: Pod, fake: FakeRuntime, ipam: bool) -> Harness {
+        Harness::with_services(pod, fake, ipam, Vec::new())
+    }
+
+    /// With these services in the cluster.
+    fn with_services(
+        pod: Pod,
+        fake: FakeRuntime,
+        ipam: bool,
+        services: Vec<k8s_openapi::api::core::v1::Service>,
+    ) -> Harness {
         let root = tempfile::tempdir().unwrap();
         let ipam = ipam.then(|| {
             Arc::new(crate::ipam::Ipam::new(
@@ -122,6 +132,7 @@ impl Harness {
             backoff_max: Duration::from_secs(300),
             image_pull_timeout: Duration::from_secs(5),
             ipam,
+            services: crate::pod::service_env::ServiceCache::fixed(services),
         });
         let wake = Arc::new(Notify::new());
         let worker = PodWorker::new(env, "uid-1", wake.clone());
@@ -612,6 +623,104 @@ async fn the_kubelet_picks_pod_addresses_round_robin() {
     assert_eq!(replaced.state, ContainerState::Running);
     assert_eq!(replaced.ip, Some(std::net::IpAddr::V4(ip("10.1.0.4"))));
     assert_eq!(h.status().pod_ip.as_deref(), Some("10.1.0.4"));
+}
+
+/// The variables of the service discovery seed's cluster reach the container, after
+/// its own, which win; a pod without service links keeps the kubernetes service's only.
+#[tokio::test]
+async fn service_variables_reach_the_container() {
+    let service = |ns: &str, name: &str, ip: &str, ports: serde_json::Value| {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"clusterIP": ip, "ports": ports}
+        }))
+        .unwrap()
+    };
+    let services = vec![
+        service(
+            "default",
+            "kubernetes",
+            "10.3.0.1",
+            json!([{"name": "https", "port": 443}]),
+        ),
+        service(
+            "default",
+            "redis-sentinel",
+            "10.3.0.206",
+            json!([{"port": 26379}]),
+        ),
+        service("default", "nc-http", "10.3.0.15", json!([{"port": 80}])),
+        service("other", "elsewhere", "10.3.0.99", json!([{"port": 80}])),
+    ];
+    let env_of = |links: bool| {
+        let services = services.clone();
+        async move {
+            let fake = FakeRuntime::new();
+            fake.add_image(IMAGE);
+            fake.add_image(PAUSE);
+            let mut h = Harness::with_services(
+                pod(json!({
+                    "enableServiceLinks": links,
+                    "containers": [app("main", json!({
+                        "command": ["nc", "$(REDIS_SENTINEL_SERVICE_HOST)"],
+                        "env": [{"name": "NC_HTTP_SERVICE_PORT", "value": "8080"}],
+                    }))],
+                })),
+                fake,
+                false,
+                services,
+            );
+            h.sync().await;
+            h.fake.config(&h.latest("main").id).unwrap()
+        }
+    };
+    let config = env_of(true).await;
+    assert_eq!(
+        config.entrypoint,
+        Some(vec!["nc".to_string(), "10.3.0.206".to_string()])
+    );
+    let mut lines: Vec<String> = config.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    assert_eq!(lines[0], "NC_HTTP_SERVICE_PORT=8080");
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "KUBERNETES_PORT=tcp://10.3.0.1:443",
+            "KUBERNETES_PORT_443_TCP=tcp://10.3.0.1:443",
+            "KUBERNETES_PORT_443_TCP_ADDR=10.3.0.1",
+            "KUBERNETES_PORT_443_TCP_PORT=443",
+            "KUBERNETES_PORT_443_TCP_PROTO=tcp",
+            "KUBERNETES_SERVICE_HOST=10.3.0.1",
+            "KUBERNETES_SERVICE_PORT=443",
+            "KUBERNETES_SERVICE_PORT_HTTPS=443",
+            "NC_HTTP_PORT=tcp://10.3.0.15:80",
+            "NC_HTTP_PORT_80_TCP=tcp://10.3.0.15:80",
+            "NC_HTTP_PORT_80_TCP_ADDR=10.3.0.15",
+            "NC_HTTP_PORT_80_TCP_PORT=80",
+            "NC_HTTP_PORT_80_TCP_PROTO=tcp",
+            "NC_HTTP_SERVICE_HOST=10.3.0.15",
+            "NC_HTTP_SERVICE_PORT=8080",
+            "REDIS_SENTINEL_PORT=tcp://10.3.0.206:26379",
+            "REDIS_SENTINEL_PORT_26379_TCP=tcp://10.3.0.206:26379",
+            "REDIS_SENTINEL_PORT_26379_TCP_ADDR=10.3.0.206",
+            "REDIS_SENTINEL_PORT_26379_TCP_PORT=26379",
+            "REDIS_SENTINEL_PORT_26379_TCP_PROTO=tcp",
+            "REDIS_SENTINEL_SERVICE_HOST=10.3.0.206",
+            "REDIS_SENTINEL_SERVICE_PORT=26379",
+        ]
+    );
+    let config = env_of(false).await;
+    let names: Vec<&str> = config.env.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names.len(), 9, "{names:?}");
+    assert!(names[1..].iter().all(|n| n.starts_with("KUBERNETES_")));
+    // The reference stays as written when the variable is not there.
+    assert_eq!(
+        config.entrypoint,
+        Some(vec![
+            "nc".to_string(),
+            "$(REDIS_SENTINEL_SERVICE_HOST)".to_string()
+        ])
+    );
 }
 
 #[tokio::test]
