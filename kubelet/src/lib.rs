@@ -156,7 +156,8 @@ pub async fn run_with_runtime(
 
     let _stop_proxy = config.proxy.then(|| {
         tracing::info!(node = %config.node_name, "serving services' cluster IPs and node ports");
-        let proxy = proxy::Proxy::new(Arc::new(proxy::IptablesApplier::new()), &config.node_name);
+        let proxy = proxy::Proxy::new(Arc::new(proxy::IptablesApplier::new()), &config.node_name)
+            .with_hairpin_bridge(network.gateway);
         AbortOnDrop(tokio::spawn(
             proxy.run(client.clone(), config.resync_interval),
         ))

@@ -20,6 +20,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use minik8s_api::k8s_openapi::api::core::v1::Pod;
 use minik8s_apiserver::controllers::ControllerConfig;
+use minik8s_apiserver::services::ServiceRanges;
 use minik8s_client::{Api, Client, Config, ListParams, LogParams};
 use minik8s_kubelet::KubeletConfig;
 use minik8s_kubelet::labels;
@@ -146,6 +147,20 @@ impl CidrClaim {
     pub fn cluster_cidr(&self) -> String {
         format!("10.{}.0.0/16", self.octet)
     }
+
+    /// The claim's service cluster IPs, `10.251.X.0/24`: iptables is machine-wide, so the
+    /// proxy rules of test clusters running side by side must never match one another's
+    /// addresses (outside every cluster CIDR, the private daemons' `10.250` bridges and
+    /// Kubernetes' default `10.96.0.0/16`).
+    pub fn service_cidr(&self) -> String {
+        format!("10.251.{}.0/24", self.octet)
+    }
+
+    /// The claim's node ports: ten of its own, from 30000 up.
+    pub fn node_ports(&self) -> (u16, u16) {
+        let first = 30000 + (u16::from(self.octet) - 100) * 10;
+        (first, first + 9)
+    }
 }
 
 impl Drop for CidrClaim {
@@ -171,7 +186,10 @@ pub fn remove_host_network_leftovers(cidr: &str) {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     };
-    for rule in cluster_rules(cluster) {
+    for rule in cluster_rules(cluster)
+        .into_iter()
+        .chain(minik8s_kubelet::network::superseded_rules(cluster))
+    {
         let mut args = vec!["-w", "5", "-t", rule.table, "-D", rule.chain];
         args.extend(rule.args.iter().map(String::as_str));
         // Kubelets racing each other may have added a rule twice.
@@ -218,8 +236,60 @@ pub fn remove_host_network_leftovers(cidr: &str) {
     }
 }
 
-/// Removes what a node left in Docker: its containers and its network.
+/// Removes a node's proxy rules from the host's nat table (a kubelet leaves them when it
+/// stops, for the pods' sake).
+pub fn remove_proxy_rules(node: &str) {
+    use minik8s_kubelet::proxy::{Names, removal_input, rules::parse_save};
+    let Some(save) = iptables_save_nat() else {
+        return;
+    };
+    if let Some(input) = removal_input(&parse_save(&Names::new(node), &save)) {
+        iptables_restore(&input);
+    }
+}
+
+/// Removes a node's proxy rules when dropped, also when the test fails: for kubelets
+/// that are not a [`TestNode`]'s (`minik8s up`).
+pub struct ProxyRulesGuard(pub String);
+
+impl Drop for ProxyRulesGuard {
+    fn drop(&mut self) {
+        remove_proxy_rules(&self.0);
+    }
+}
+
+fn iptables_save_nat() -> Option<String> {
+    let out = Command::new("iptables-save")
+        .args(["-t", "nat"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn iptables_restore(input: &str) {
+    use std::io::Write;
+    let Ok(mut child) = Command::new("iptables-restore")
+        .args(["--noflush", "-w", "5"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return;
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let _ = child.wait();
+}
+
+/// Removes what a node left in Docker (its containers and its network), and its proxy
+/// rules.
 pub fn remove_docker_leftovers(node: &str) {
+    remove_proxy_rules(node);
     let filter = format!("label={}={node}", labels::NODE);
     if let Some(ids) = docker(&["ps", "-aq", "--filter", &filter]) {
         let ids: Vec<&str> = ids.split_whitespace().collect();
@@ -274,6 +344,24 @@ pub fn sweep_dead_test_nodes() {
             remove_docker_leftovers(&node);
         }
     }
+    // Proxy rules of test nodes whose process is gone, found by their jumps' comments:
+    // `kl-{pid}-{n}`, and the `minik8s up` tests' `idle-up-{pid}` and `up-term-{pid}`.
+    let save = iptables_save_nat().unwrap_or_default();
+    for node in minik8s_kubelet::proxy::nodes_with_rules(&save) {
+        let pid = match node.strip_prefix("kl-") {
+            Some(rest) => rest.split('-').next(),
+            None => node
+                .strip_prefix("idle-up-")
+                .or_else(|| node.strip_prefix("up-term-")),
+        };
+        if let Some(pid) = pid
+            && !pid.is_empty()
+            && pid.bytes().all(|b| b.is_ascii_digit())
+            && !Path::new("/proc").join(pid).exists()
+        {
+            remove_proxy_rules(&node);
+        }
+    }
 }
 
 enum Running {
@@ -318,6 +406,7 @@ impl TestNode {
         )?;
         let claim = CidrClaim::acquire()?;
         let cidr = claim.cluster_cidr().parse()?;
+        let service_cidr = claim.service_cidr().parse()?;
         let api = TestApiServer::start_with(Backend::Embedded, None, |c| {
             let mut controllers = c
                 .controllers
@@ -325,6 +414,10 @@ impl TestNode {
                 .unwrap_or_else(ControllerConfig::default);
             controllers.cluster_cidr = cidr;
             c.controllers = Some(controllers);
+            c.service_ranges = ServiceRanges {
+                cluster_ips: service_cidr,
+                node_ports: claim.node_ports(),
+            };
         })
         .await?;
         let client = Client::new(Config::new(api.url.parse()?))?;
@@ -639,9 +732,12 @@ impl TestNode {
 impl Drop for TestNode {
     fn drop(&mut self) {
         self.stop_kubelet();
-        // A private daemon takes everything with it when it is dropped.
+        // A private daemon takes everything with it when it is dropped; the proxy's rules
+        // are the host's.
         if self.dockerd.is_none() {
             remove_docker_leftovers(&self.node);
+        } else {
+            remove_proxy_rules(&self.node);
         }
     }
 }

@@ -361,6 +361,7 @@ async fn minik8s_up_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port().unwrap());
     let node = format!("up-term-{}", std::process::id());
+    let _rules = minik8s_tests::kubelet::ProxyRulesGuard(node.clone());
     let log = dir.path().join("up.log");
     let log_file = std::fs::File::create(&log).unwrap();
     let mut up = Command::new(cmd_binary("minik8s").unwrap())

@@ -57,6 +57,8 @@ pub struct Proxy {
     /// What the last successful restore left in place; `None` until the first one, and
     /// after a failure (the next sync is then a full one).
     applied: Option<Chains>,
+    /// The address of the node's pod bridge, whose ports get hairpin mode.
+    bridge_ip: Option<std::net::Ipv4Addr>,
 }
 
 impl Proxy {
@@ -65,7 +67,15 @@ impl Proxy {
             applier,
             names: Names::new(node),
             applied: None,
+            bridge_ip: None,
         }
+    }
+
+    /// Turns hairpin mode on for every port of the bridge that has `gateway`, as each
+    /// sync happens: see [`set_hairpin_mode`].
+    pub fn with_hairpin_bridge(mut self, gateway: std::net::Ipv4Addr) -> Proxy {
+        self.bridge_ip = Some(gateway);
+        self
     }
 
     pub fn names(&self) -> &Names {
@@ -182,6 +192,11 @@ impl Proxy {
                 continue;
             }
             due = None;
+            if let Some(gateway) = self.bridge_ip
+                && let Err(e) = set_hairpin_mode(gateway).await
+            {
+                tracing::warn!(error = %e, "turning on hairpin mode on the pods' bridge");
+            }
             let ports = rules::service_ports(services.values(), slices.values());
             let started = Instant::now();
             match self.sync(&ports, full).await {
@@ -245,8 +260,17 @@ fn apply_event<K: k8s_openapi::Metadata<Ty = ObjectMeta>>(
 pub async fn remove_rules(applier: &dyn Applier, node: &str) -> Result<usize, String> {
     let names = Names::new(node);
     let current = rules::parse_save(&names, &applier.save().await?);
+    match removal_input(&current) {
+        Some(input) => applier.restore(&input).await.map(|()| current.chains.len()),
+        None => Ok(0),
+    }
+}
+
+/// The `iptables-restore --noflush` input that removes what `current` shows of a node's
+/// rules; `None` when there is nothing.
+pub fn removal_input(current: &rules::Current) -> Option<String> {
     if current.chains.is_empty() && current.jumps.is_empty() {
-        return Ok(0);
+        return None;
     }
     let mut input = String::from("*nat\n");
     for chain in current.chains.keys() {
@@ -259,8 +283,7 @@ pub async fn remove_rules(applier: &dyn Applier, node: &str) -> Result<usize, St
         input.push_str(&format!("-X {chain}\n"));
     }
     input.push_str("COMMIT\n");
-    applier.restore(&input).await?;
-    Ok(current.chains.len())
+    Some(input)
 }
 
 /// The nodes whose proxy rules are in an `iptables-save -t nat` listing, by the comment
@@ -278,6 +301,44 @@ pub fn nodes_with_rules(save: &str) -> Vec<String> {
     nodes.sort();
     nodes.dedup();
     nodes
+}
+
+/// Lets a pod reach itself through its service: with bridged traffic passing iptables,
+/// the DNAT back to the sending pod happens on the bridge, which must then send the frame
+/// out of the port it came in on — only a port in hairpin mode does (Docker turns it on
+/// only when its userland proxy is off; the real kubelet's `hairpin-veth` mode does the
+/// same as this). Every port of the bridge whose address is `gateway`; a pod is an
+/// endpoint only after its slice changed, which brings a sync, which comes here first.
+pub async fn set_hairpin_mode(gateway: std::net::Ipv4Addr) -> Result<usize, String> {
+    let out = tokio::process::Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .await
+        .map_err(|e| format!("running ip addr: {e}"))?;
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let needle = format!("inet {gateway}/");
+    let Some(bridge) = listing
+        .lines()
+        .find(|l| l.contains(&needle))
+        .and_then(|l| l.split_whitespace().nth(1))
+    else {
+        return Ok(0);
+    };
+    let dir = std::path::Path::new("/sys/class/net")
+        .join(bridge)
+        .join("brif");
+    let Ok(ports) = std::fs::read_dir(&dir) else {
+        return Ok(0);
+    };
+    let mut changed = 0;
+    for port in ports.flatten() {
+        let file = port.path().join("hairpin_mode");
+        if std::fs::read_to_string(&file).is_ok_and(|v| v.trim() == "0") {
+            std::fs::write(&file, "1").map_err(|e| format!("writing {}: {e}", file.display()))?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
 }
 
 const BRIDGE_NF: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
