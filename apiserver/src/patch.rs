@@ -213,6 +213,12 @@ fn merge_list(current: &mut Value, patch: &[Value], field: &str) -> Result<(), S
         return Ok(());
     };
     for item in patch {
+        // A Service's ports are keyed by `port`, a container's by `containerPort`.
+        let mk = if mk == "containerPort" && item.get(mk).is_none() && item.get("port").is_some() {
+            "port"
+        } else {
+            mk
+        };
         let Some(key) = item.get(mk) else {
             return Err(format!(
                 "map: {item} does not contain declared merge key: {mk}"
@@ -411,6 +417,22 @@ mod tests {
         assert_eq!(
             out["status"]["containerStatuses"].as_array().unwrap().len(),
             2
+        );
+    }
+
+    #[test]
+    fn service_ports_merge_by_port() {
+        let svc = json!({"spec": {"ports": [
+            {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"},
+            {"name": "m", "port": 9090, "protocol": "TCP"}
+        ]}});
+        let patch = json!({"spec": {"$setElementOrder/ports": [{"port": 80}, {"port": 9090}],
+            "ports": [{"port": 80, "targetPort": 9000}]}});
+        let out = apply(PatchType::Strategic, &svc, &patch).unwrap();
+        assert_eq!(
+            out["spec"]["ports"],
+            json!([{"name": "http", "port": 80, "targetPort": 9000, "protocol": "TCP"},
+                   {"name": "m", "port": 9090, "protocol": "TCP"}])
         );
     }
 
