@@ -1,12 +1,13 @@
-//! `kubectl describe`: a person-readable account of pods, nodes and namespaces, with
-//! their events, laid out exactly as kubectl lays it out.
+//! `kubectl describe`: a person-readable account of pods, nodes, services and
+//! namespaces, with their events, laid out exactly as kubectl lays it out.
 
 mod node;
 mod pod;
+mod service;
 mod writer;
 
 use clap::{ArgAction, Args};
-use minik8s_api::resource::{NAMESPACES, NODES, PODS, ResourceInfo};
+use minik8s_api::resource::{ENDPOINT_SLICES, NAMESPACES, NODES, PODS, ResourceInfo, SERVICES};
 use minik8s_client::params::Query;
 use minik8s_client::{Client, DynamicApi, ListParams, Method};
 use serde_json::Value;
@@ -48,10 +49,10 @@ pub async fn run(args: DescribeArgs, session: &mut Session, io: &mut Io<'_>) -> 
     let selections = resources::parse(&args.resources, "describe")?;
     if let Some(other) = selections
         .iter()
-        .find(|s| ![PODS, NODES, NAMESPACES].contains(s.resource))
+        .find(|s| ![PODS, NODES, SERVICES, NAMESPACES].contains(s.resource))
     {
         return Err(Error::msg(format!(
-            "describe is not supported for {}; it describes pods, nodes and namespaces",
+            "describe is not supported for {}; it describes pods, nodes, services and namespaces",
             other.resource.plural
         )));
     }
@@ -205,6 +206,33 @@ async fn describe(
                 object,
                 &lease,
                 writer::list(&pods["items"]),
+                events.as_deref(),
+                &mut w,
+            );
+        }
+        "services" => {
+            let namespace = s(&meta["namespace"]);
+            let mut query = Query::new();
+            query.push(
+                "labelSelector",
+                format!("kubernetes.io/service-name={name}"),
+            );
+            let slices: Value = client
+                .request_json(
+                    Method::GET,
+                    &query.append_to(&ENDPOINT_SLICES.collection_path(Some(namespace))),
+                    None,
+                    None,
+                )
+                .await?;
+            let events = if show_events {
+                Some(events_of(client, Some(namespace), name, &[uid]).await?)
+            } else {
+                None
+            };
+            service::describe_service(
+                object,
+                writer::list(&slices["items"]),
                 events.as_deref(),
                 &mut w,
             );
