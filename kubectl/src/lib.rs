@@ -18,6 +18,7 @@ pub mod delete;
 pub mod describe;
 pub mod error;
 pub mod exec;
+pub mod expose;
 pub mod get;
 pub mod logs;
 pub mod manifests;
@@ -62,6 +63,8 @@ pub enum Command {
     Describe(describe::DescribeArgs),
     /// Delete resources by file names, stdin, resources and names, or by label selector.
     Delete(delete::DeleteArgs),
+    /// Take a pod and expose it as a new Kubernetes service.
+    Expose(expose::ExposeArgs),
     /// Print the logs for a container in a pod.
     Logs(logs::LogsArgs),
     /// Execute a command in a container.
@@ -121,6 +124,7 @@ async fn dispatch(command: Command, session: &mut Session, io: &mut Io<'_>) -> R
         Command::Get(args) => get::run(args, session, io).await,
         Command::Describe(args) => describe::run(args, session, io).await,
         Command::Delete(args) => delete::run(args, session, io).await,
+        Command::Expose(args) => expose::run(args, session, io).await,
         Command::Logs(args) => logs::run(args, session, io).await,
         Command::Exec(args) => exec::run(args, session, io).await,
         Command::Version(args) => version::run(args, session, io).await,
