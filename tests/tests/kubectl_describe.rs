@@ -4,7 +4,7 @@
 
 mod kubectl_support;
 
-use kubectl_support::{Cluster, seed};
+use kubectl_support::{Cluster, seed, seed_services};
 
 async fn describe(c: &Cluster, args: &[&str]) -> String {
     let mut argv = vec!["describe"];
@@ -93,6 +93,74 @@ async fn namespaces() {
         "Name:         default\nLabels:       kubernetes.io/metadata.name=default\nAnnotations:  <none>\nStatus:       Active\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_with_their_endpoints() {
+    let c = Cluster::start_with_controllers().await;
+    seed_services(&c).await;
+    assert_eq!(describe(&c, &["svc", "web"]).await, SERVICE_WEB);
+    assert_eq!(describe(&c, &["svc", "np"]).await, SERVICE_NP);
+    let headless = describe(&c, &["svc", "hl"]).await;
+    for want in [
+        "Type:                     ClusterIP\n",
+        "IP:                       None\nIPs:                      None\n",
+        "Port:                     <unset>  80/TCP\nTargetPort:               8080/TCP\nEndpoints:                10.244.0.21:8080,10.244.0.22:8080,10.244.0.23:8080 + 1 more...\n",
+    ] {
+        assert!(headless.contains(want), "missing {want:?} in:\n{headless}");
+    }
+    let lonely = describe(&c, &["svc", "lonely"]).await;
+    assert!(
+        lonely.contains(
+            "Port:                     <unset>  53/UDP\nTargetPort:               53/UDP\nEndpoints:                \n"
+        ),
+        "{lonely}"
+    );
+    let db = describe(&c, &["svc", "db"]).await;
+    assert!(db.contains("Selector:                 <none>\n"), "{db}");
+    assert!(db.contains("Endpoints:                <none>\n"), "{db}");
+}
+
+const SERVICE_WEB: &str = r#"Name:                     web
+Namespace:                default
+Labels:                   app=web
+                          tier=front
+Annotations:              team: shop
+Selector:                 app=web
+Type:                     ClusterIP
+IP Family Policy:         SingleStack
+IP Families:              IPv4
+IP:                       10.96.0.50
+IPs:                      10.96.0.50
+Port:                     http  80/TCP
+TargetPort:               http/TCP
+Endpoints:                10.244.0.21:8080,10.244.0.22:8080,10.244.0.23:8080 + 1 more...
+Port:                     metrics  9090/TCP
+TargetPort:               9090/TCP
+Endpoints:                10.244.0.21:9090,10.244.0.22:9090,10.244.0.23:9090 + 1 more...
+Session Affinity:         None
+Internal Traffic Policy:  Cluster
+Events:                   <none>
+"#;
+
+const SERVICE_NP: &str = r#"Name:                     np
+Namespace:                default
+Labels:                   <none>
+Annotations:              <none>
+Selector:                 app=web
+Type:                     NodePort
+IP Family Policy:         SingleStack
+IP Families:              IPv4
+IP:                       10.96.0.51
+IPs:                      10.96.0.51
+Port:                     <unset>  8080/TCP
+TargetPort:               8080/TCP
+NodePort:                 <unset>  30080/TCP
+Endpoints:                10.244.0.21:8080,10.244.0.22:8080,10.244.0.23:8080 + 1 more...
+Session Affinity:         ClientIP
+External Traffic Policy:  Local
+Internal Traffic Policy:  Cluster
+Events:                   <none>
+"#;
 
 const RUNNING: &str = r#"Name:         running
 Namespace:    default

@@ -55,6 +55,23 @@ impl Cluster {
         }
     }
 
+    /// A cluster whose API server runs its controllers: the endpoints controller and
+    /// the `kubernetes` service, for the service tests.
+    pub async fn start_with_controllers() -> Cluster {
+        let srv = TestApiServer::start_with_controllers(Backend::Embedded)
+            .await
+            .expect("apiserver starts");
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = srv.write_kubeconfig(dir.path()).unwrap();
+        let client = Client::new(Config::new(srv.url.parse().unwrap())).unwrap();
+        Cluster {
+            srv,
+            dir,
+            kubeconfig,
+            client,
+        }
+    }
+
     /// Our kubectl, in-process, with this cluster's kubeconfig.
     pub async fn kubectl(&self, args: &[&str]) -> Output {
         self.kubectl_stdin(args, "").await
@@ -412,6 +429,92 @@ pub async fn seed(c: &Cluster) {
             .await
             .expect("event created");
     }
+}
+
+/// A running, ready (or not) pod with a container port `http` 8080 and a `metrics`
+/// port 9090, labelled `app`.
+pub async fn running_pod(c: &Cluster, ns: &str, name: &str, app: &str, ip: &str, ready: bool) {
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": app}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "busybox:1.36",
+            "ports": [{"name": "http", "containerPort": 8080},
+                      {"name": "metrics", "containerPort": 9090}]}]}});
+    let mut status = scheduled_status("Running", ip);
+    status["conditions"] = conditions(ready, true);
+    status["containerStatuses"] = json!([container_status(
+        ready,
+        0,
+        json!({"running": {"startedAt": STARTED}})
+    )]);
+    create_with_status(c, ns, pod, Some(status)).await;
+}
+
+/// Services of every kind over pods in `default`, their endpoints kept by the
+/// controller: `web` (ClusterIP, named ports, one target port by name, over four ready
+/// pods and one that is not), `np` (NodePort, ClientIP affinity, Local traffic), `hl`
+/// (headless), `lonely` (selecting nothing), `db` (one port, no selector). Fixed cluster
+/// IPs and node ports, so that descriptions can be compared with text. Waits until the
+/// endpoint slices show every ready pod.
+pub async fn seed_services(c: &Cluster) {
+    for (i, ready) in [true, true, true, false, true].into_iter().enumerate() {
+        let name = format!("web-{}", i + 1);
+        running_pod(
+            c,
+            "default",
+            &name,
+            "web",
+            &format!("10.244.0.{}", 21 + i),
+            ready,
+        )
+        .await;
+    }
+    let services = DynamicApi::new(
+        c.client.clone(),
+        &minik8s_api::resource::SERVICES,
+        Some("default".into()),
+    );
+    for service in [
+        json!({"metadata": {"name": "web", "labels": {"app": "web", "tier": "front"},
+                            "annotations": {"team": "shop"}},
+               "spec": {"selector": {"app": "web"}, "clusterIP": "10.96.0.50",
+                        "ports": [{"name": "http", "port": 80, "targetPort": "http"},
+                                  {"name": "metrics", "port": 9090}]}}),
+        json!({"metadata": {"name": "np"},
+               "spec": {"type": "NodePort", "selector": {"app": "web"},
+                        "clusterIP": "10.96.0.51", "sessionAffinity": "ClientIP",
+                        "externalTrafficPolicy": "Local",
+                        "ports": [{"port": 8080, "nodePort": 30080, "protocol": "TCP"}]}}),
+        json!({"metadata": {"name": "hl"},
+               "spec": {"clusterIP": "None", "selector": {"app": "web"},
+                        "ports": [{"port": 80, "targetPort": 8080}]}}),
+        json!({"metadata": {"name": "lonely"},
+               "spec": {"selector": {"app": "nothing"}, "clusterIP": "10.96.0.52",
+                        "ports": [{"port": 53, "protocol": "UDP"}]}}),
+        json!({"metadata": {"name": "db"},
+               "spec": {"clusterIP": "10.96.0.53", "ports": [{"port": 5432}]}}),
+    ] {
+        let mut service = service;
+        service["apiVersion"] = json!("v1");
+        service["kind"] = json!("Service");
+        services.create(&service).await.expect("service created");
+    }
+    let slices = DynamicApi::new(
+        c.client.clone(),
+        &minik8s_api::resource::ENDPOINT_SLICES,
+        Some("default".into()),
+    );
+    eventually("the endpoint slices of web, np and hl", async || {
+        let Ok(list) = slices.list_all(&Default::default()).await else {
+            return false;
+        };
+        ["web", "np", "hl"].iter().all(|service| {
+            list.items.iter().any(|slice| {
+                slice["metadata"]["labels"]["kubernetes.io/service-name"] == *service
+                    && slice["endpoints"].as_array().map_or(0, Vec::len) == 5
+            })
+        })
+    })
+    .await;
 }
 
 /// Replaces every cell of the column headed `column` by `?`, keeping the layout of the
