@@ -3,9 +3,9 @@
 # well-known .proto files (the etcd client's build), etcd (tests and multi-member
 # deployments), Docker (the kubelet's runtime), iproute2 and iptables (the kubelet's routes
 # and rules between nodes), a static busybox (the test image, see deploy/images.sh),
-# systemd-analyze (the unit checks) and the Python kubernetes client (a compatibility
-# test); starts Docker's daemon if none answers. Safe to run again; quiet when there is
-# nothing to do.
+# systemd-analyze (the unit checks), the Python kubernetes client (a compatibility
+# test) and wrk (proxy-bench's load); starts Docker's daemon if none answers. Safe to
+# run again; quiet when there is nothing to do.
 #
 # What is missing is decided by package, not by whether a command exists: a command can
 # be there while a file its package ships with (descriptor.proto, say) is not.
@@ -25,6 +25,7 @@ packages=(
   busybox-static     # the test image (deploy/images.sh)
   systemd            # systemd-analyze checks the units in deploy/systemd/
   python3-kubernetes # the Python client compatibility test
+  wrk                # the HTTP load of proxy-bench (cluster IP against pod IP)
 )
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'
