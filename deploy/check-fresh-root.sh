@@ -51,6 +51,7 @@ mounts_under_root() {
 }
 cleanup() {
   local m
+  rm -f "$root.log"
   for m in $(mounts_under_root); do
     $SUDO umount "$m" 2>/dev/null || $SUDO umount -l "$m" || true
   done
