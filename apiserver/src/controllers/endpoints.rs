@@ -5,7 +5,7 @@
 //! by container port name. Level-triggered: each pass computes what should be from the
 //! services and pods and writes only what differs, so running it twice changes nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use minik8s_api::resource::{ENDPOINT_SLICES, ENDPOINTS, PODS, SERVICES};
 use serde_json::{Map, Value, json};
@@ -56,7 +56,23 @@ pub async fn reconcile(registry: &Registry) -> Result<()> {
     let services = list(&SERVICES).await?;
     let endpoints = list(&ENDPOINTS).await?;
     let slices = list(&ENDPOINT_SLICES).await?;
-    let pods = list(&PODS).await?;
+    // Pods only of the namespaces where a service selects some: a pass that has nothing to
+    // select (most of a cluster's churn, when no service selects) decodes no pod.
+    let selecting: BTreeSet<&str> = services
+        .iter()
+        .filter(|s| has_selector(s))
+        .map(object::namespace)
+        .collect();
+    let mut pods = Vec::new();
+    for ns in selecting {
+        let in_ns = Filter::new(&PODS, Some(ns.to_string()), None, None)?;
+        pods.extend(
+            registry
+                .list(&PODS, &in_ns, &ListParams::default())
+                .await?
+                .0,
+        );
+    }
 
     let mut pods_by_ns: HashMap<&str, Vec<&Value>> = HashMap::new();
     for p in &pods {
@@ -88,10 +104,7 @@ pub async fn reconcile(registry: &Registry) -> Result<()> {
 
     for svc in &services {
         let k = key(svc);
-        let has_selector = svc["spec"]["selector"]
-            .as_object()
-            .is_some_and(|s| !s.is_empty());
-        if !has_selector || svc["spec"]["type"] == "ExternalName" {
+        if !has_selector(svc) {
             // Not ours: its Endpoints are the user's (or the API server's, for
             // `kubernetes`); slices we made while it had a selector go.
             if let Some(old) = slices_by_service.remove(&k) {
@@ -128,6 +141,15 @@ pub async fn reconcile(registry: &Registry) -> Result<()> {
         delete_all(registry, &ENDPOINT_SLICES, &old).await;
     }
     Ok(())
+}
+
+/// Whether the controller keeps the endpoints of `svc`: it selects pods and is not an
+/// ExternalName.
+fn has_selector(svc: &Value) -> bool {
+    svc["spec"]["selector"]
+        .as_object()
+        .is_some_and(|s| !s.is_empty())
+        && svc["spec"]["type"] != "ExternalName"
 }
 
 fn labels(obj: &Value) -> &Map<String, Value> {

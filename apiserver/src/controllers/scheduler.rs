@@ -133,10 +133,16 @@ pub async fn reconcile(registry: &Registry) -> Result<()> {
     let (nodes, _, _) = registry
         .list(&NODES, &all_nodes, &ListParams::default())
         .await?;
-    let all_pods = Filter::new(&PODS, None, None, None)?;
-    let (pods, _, _) = registry
-        .list(&PODS, &all_pods, &ListParams::default())
-        .await?;
+    // What the nodes run already: only worth a list of every pod when there are nodes.
+    let pods = if nodes.is_empty() {
+        Vec::new()
+    } else {
+        let all_pods = Filter::new(&PODS, None, None, None)?;
+        registry
+            .list(&PODS, &all_pods, &ListParams::default())
+            .await?
+            .0
+    };
     let mut used: HashMap<String, Resources> = HashMap::new();
     for p in pods.iter().filter(|p| !is_terminal(p)) {
         let node = object::path_string(p, "spec.nodeName");
