@@ -16,6 +16,8 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 packages=(
+  gcc                # the linker rustc calls (cc), and C code some crates build
+  libc6-dev          # the C library's headers and startup files that linking needs
   protobuf-compiler  # protoc, for the etcd client's build
   libprotobuf-dev    # google/protobuf/*.proto that the etcd client's protos import
   etcd-server        # etcd, for tests and multi-member deployments
