@@ -54,7 +54,7 @@ impl Rule {
     }
 
     /// The rule as `iptables -S` prints it.
-    fn line(&self) -> String {
+    pub fn line(&self) -> String {
         format!("-A {} {}", self.chain, self.args.join(" "))
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use minik8s_api::k8s_openapi::api::core::v1::{Node, Pod};
 use minik8s_client::{Api, DeleteParams};
-use minik8s_kubelet::network::{FORWARD_CHAIN, POSTROUTING_CHAIN, ROUTE_PROTO};
+use minik8s_kubelet::network::{FORWARD_CHAIN, POSTROUTING_CHAIN, ROUTE_PROTO, cluster_rules};
 use minik8s_kubelet::runtime::ContainerRuntime;
 use minik8s_tests::kubelet::{BUSYBOX, TestNode, phase};
 use minik8s_tests::wait_for;
@@ -250,13 +250,12 @@ async fn a_taskset_spread_over_three_nodes_reaches_across_them_by_name() {
         } else {
             "FORWARD"
         };
-        let ok = filter
-            .lines()
-            .any(|l| l == format!("-A {FORWARD_CHAIN} -s {cluster} -j ACCEPT"))
-            && nat.lines().any(|l| {
-                l == format!("-A {POSTROUTING_CHAIN} -s {cluster} -d {cluster} -j ACCEPT")
-            })
-            && first(&filter, parent) == format!("-A {parent} -j {FORWARD_CHAIN}")
+        // Every rule of the cluster, as the kubelet writes them.
+        let rules = cluster_rules(cluster.parse().expect("a CIDR"));
+        let ok = rules.iter().all(|r| {
+            let listing = if r.table == "nat" { &nat } else { &filter };
+            listing.lines().any(|l| l == r.line())
+        }) && first(&filter, parent) == format!("-A {parent} -j {FORWARD_CHAIN}")
             && first(&nat, "POSTROUTING") == format!("-A POSTROUTING -j {POSTROUTING_CHAIN}");
         ok.then_some(())
     })

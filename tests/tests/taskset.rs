@@ -278,7 +278,10 @@ async fn invalid_tasksets_and_the_alias_group() {
         .iter()
         .map(|g| g["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, vec!["minik8s.io", "octopus.openi.pcl.cn"]);
+    assert_eq!(
+        names,
+        vec!["discovery.k8s.io", "minik8s.io", "octopus.openi.pcl.cn"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
