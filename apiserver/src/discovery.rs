@@ -91,14 +91,18 @@ const VERBS: &[&str] = &[
 ];
 
 fn resource_entry(r: &ResourceInfo) -> Value {
-    json!({
+    let mut entry = json!({
         "name": r.plural,
         "singularName": r.singular,
         "namespaced": r.namespaced,
         "kind": r.kind,
         "verbs": VERBS,
         "shortNames": r.short_names,
-    })
+    });
+    if !r.categories.is_empty() {
+        entry["categories"] = json!(r.categories);
+    }
+    entry
 }
 
 pub fn core_v1_resources() -> Value {
@@ -115,6 +119,17 @@ fn resource_list<'a>(group_version: &str, list: impl Iterator<Item = &'a Resourc
                 "singularName": "",
                 "namespaced": r.namespaced,
                 "kind": r.kind,
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if r.has_scale {
+            resources.push(json!({
+                "name": format!("{}/scale", r.plural),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
                 "verbs": ["get", "patch", "update"],
             }));
         }

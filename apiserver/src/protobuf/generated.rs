@@ -13,10 +13,308 @@ pub const KINDS: &[Codec] = &[
     codec::<k8s_pb::api::core::v1::Service>("v1", "Service"),
     codec::<k8s_pb::api::core::v1::Endpoints>("v1", "Endpoints"),
     codec::<k8s_pb::api::discovery::v1::EndpointSlice>("discovery.k8s.io/v1", "EndpointSlice"),
+    codec::<k8s_pb::api::core::v1::ConfigMap>("v1", "ConfigMap"),
+    codec::<k8s_pb::api::core::v1::Secret>("v1", "Secret"),
+    codec::<k8s_pb::api::core::v1::ReplicationController>("v1", "ReplicationController"),
+    codec::<k8s_pb::api::apps::v1::Deployment>("apps/v1", "Deployment"),
+    codec::<k8s_pb::api::apps::v1::ReplicaSet>("apps/v1", "ReplicaSet"),
+    codec::<k8s_pb::api::apps::v1::StatefulSet>("apps/v1", "StatefulSet"),
+    codec::<k8s_pb::api::apps::v1::DaemonSet>("apps/v1", "DaemonSet"),
+    codec::<k8s_pb::api::apps::v1::ControllerRevision>("apps/v1", "ControllerRevision"),
+    codec::<k8s_pb::api::batch::v1::Job>("batch/v1", "Job"),
+    codec::<k8s_pb::api::autoscaling::v1::Scale>("autoscaling/v1", "Scale"),
     codec::<k8s_pb::apimachinery::pkg::apis::meta::v1::Status>("v1", "Status"),
     codec::<k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions>("v1", "DeleteOptions"),
     codec::<k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions>("meta.k8s.io/v1", "DeleteOptions"),
 ];
+
+message! { k8s_pb::api::apps::v1::ControllerRevision {
+    metadata: "metadata" required,
+    data: "data" required,
+    revision: "revision",
+}}
+
+message! { k8s_pb::api::apps::v1::DaemonSet {
+    metadata: "metadata" required,
+    spec: "spec" required,
+    status: "status",
+}}
+
+message! { k8s_pb::api::apps::v1::DaemonSetCondition {
+    r#type: "type",
+    status: "status",
+    last_transition_time: "lastTransitionTime",
+    reason: "reason" omitzero,
+    message: "message" omitzero,
+}}
+
+message! { k8s_pb::api::apps::v1::DaemonSetSpec {
+    selector: "selector" required,
+    template: "template" required,
+    update_strategy: "updateStrategy",
+    min_ready_seconds: "minReadySeconds" omitzero,
+    revision_history_limit: "revisionHistoryLimit",
+}}
+
+message! { k8s_pb::api::apps::v1::DaemonSetStatus {
+    current_number_scheduled: "currentNumberScheduled" required,
+    number_misscheduled: "numberMisscheduled" required,
+    desired_number_scheduled: "desiredNumberScheduled" required,
+    number_ready: "numberReady" required,
+    observed_generation: "observedGeneration" omitzero,
+    updated_number_scheduled: "updatedNumberScheduled" omitzero,
+    number_available: "numberAvailable" omitzero,
+    number_unavailable: "numberUnavailable" omitzero,
+    collision_count: "collisionCount",
+    conditions: "conditions",
+}}
+
+message! { k8s_pb::api::apps::v1::DaemonSetUpdateStrategy {
+    r#type: "type" omitzero,
+    rolling_update: "rollingUpdate",
+}}
+
+message! { k8s_pb::api::apps::v1::Deployment {
+    metadata: "metadata" required,
+    spec: "spec" required,
+    status: "status",
+}}
+
+message! { k8s_pb::api::apps::v1::DeploymentCondition {
+    r#type: "type",
+    status: "status",
+    last_update_time: "lastUpdateTime",
+    last_transition_time: "lastTransitionTime",
+    reason: "reason" omitzero,
+    message: "message" omitzero,
+}}
+
+message! { k8s_pb::api::apps::v1::DeploymentSpec {
+    replicas: "replicas",
+    selector: "selector" required,
+    template: "template" required,
+    strategy: "strategy",
+    min_ready_seconds: "minReadySeconds" omitzero,
+    revision_history_limit: "revisionHistoryLimit",
+    paused: "paused" omitzero,
+    progress_deadline_seconds: "progressDeadlineSeconds",
+}}
+
+message! { k8s_pb::api::apps::v1::DeploymentStatus {
+    observed_generation: "observedGeneration" omitzero,
+    replicas: "replicas" omitzero,
+    updated_replicas: "updatedReplicas" omitzero,
+    ready_replicas: "readyReplicas" omitzero,
+    available_replicas: "availableReplicas" omitzero,
+    unavailable_replicas: "unavailableReplicas" omitzero,
+    terminating_replicas: "terminatingReplicas",
+    conditions: "conditions",
+    collision_count: "collisionCount",
+}}
+
+message! { k8s_pb::api::apps::v1::DeploymentStrategy {
+    r#type: "type" omitzero,
+    rolling_update: "rollingUpdate",
+}}
+
+message! { k8s_pb::api::apps::v1::ReplicaSet {
+    metadata: "metadata" required,
+    spec: "spec" required,
+    status: "status",
+}}
+
+message! { k8s_pb::api::apps::v1::ReplicaSetCondition {
+    r#type: "type",
+    status: "status",
+    last_transition_time: "lastTransitionTime",
+    reason: "reason" omitzero,
+    message: "message" omitzero,
+}}
+
+message! { k8s_pb::api::apps::v1::ReplicaSetSpec {
+    replicas: "replicas",
+    min_ready_seconds: "minReadySeconds" omitzero,
+    selector: "selector" required,
+    template: "template",
+}}
+
+message! { k8s_pb::api::apps::v1::ReplicaSetStatus {
+    replicas: "replicas" required,
+    fully_labeled_replicas: "fullyLabeledReplicas" omitzero,
+    ready_replicas: "readyReplicas" omitzero,
+    available_replicas: "availableReplicas" omitzero,
+    terminating_replicas: "terminatingReplicas",
+    observed_generation: "observedGeneration" omitzero,
+    conditions: "conditions",
+}}
+
+message! { k8s_pb::api::apps::v1::RollingUpdateDaemonSet {
+    max_unavailable: "maxUnavailable",
+    max_surge: "maxSurge",
+}}
+
+message! { k8s_pb::api::apps::v1::RollingUpdateDeployment {
+    max_unavailable: "maxUnavailable",
+    max_surge: "maxSurge",
+}}
+
+message! { k8s_pb::api::apps::v1::RollingUpdateStatefulSetStrategy {
+    partition: "partition",
+    max_unavailable: "maxUnavailable",
+}}
+
+message! { k8s_pb::api::apps::v1::StatefulSet {
+    metadata: "metadata" required,
+    spec: "spec" required,
+    status: "status",
+}}
+
+message! { k8s_pb::api::apps::v1::StatefulSetCondition {
+    r#type: "type",
+    status: "status",
+    last_transition_time: "lastTransitionTime",
+    reason: "reason" omitzero,
+    message: "message" omitzero,
+}}
+
+message! { k8s_pb::api::apps::v1::StatefulSetOrdinals {
+    start: "start",
+}}
+
+message! { k8s_pb::api::apps::v1::StatefulSetPersistentVolumeClaimRetentionPolicy {
+    when_deleted: "whenDeleted" omitzero,
+    when_scaled: "whenScaled" omitzero,
+}}
+
+message! { k8s_pb::api::apps::v1::StatefulSetSpec {
+    replicas: "replicas",
+    selector: "selector" required,
+    template: "template" required,
+    volume_claim_templates: "volumeClaimTemplates",
+    service_name: "serviceName",
+    pod_management_policy: "podManagementPolicy" omitzero,
+    update_strategy: "updateStrategy",
+    revision_history_limit: "revisionHistoryLimit",
+    min_ready_seconds: "minReadySeconds" omitzero,
+    persistent_volume_claim_retention_policy: "persistentVolumeClaimRetentionPolicy",
+    ordinals: "ordinals",
+}}
+
+message! { k8s_pb::api::apps::v1::StatefulSetStatus {
+    observed_generation: "observedGeneration" omitzero,
+    replicas: "replicas" required,
+    ready_replicas: "readyReplicas" omitzero,
+    current_replicas: "currentReplicas" omitzero,
+    updated_replicas: "updatedReplicas" omitzero,
+    current_revision: "currentRevision" omitzero,
+    update_revision: "updateRevision" omitzero,
+    collision_count: "collisionCount",
+    conditions: "conditions",
+    available_replicas: "availableReplicas",
+}}
+
+message! { k8s_pb::api::apps::v1::StatefulSetUpdateStrategy {
+    r#type: "type" omitzero,
+    rolling_update: "rollingUpdate",
+}}
+
+message! { k8s_pb::api::autoscaling::v1::Scale {
+    metadata: "metadata" required,
+    spec: "spec",
+    status: "status",
+}}
+
+message! { k8s_pb::api::autoscaling::v1::ScaleSpec {
+    replicas: "replicas" omitzero,
+}}
+
+message! { k8s_pb::api::autoscaling::v1::ScaleStatus {
+    replicas: "replicas" required,
+    selector: "selector" omitzero,
+}}
+
+message! { k8s_pb::api::batch::v1::Job {
+    metadata: "metadata" required,
+    spec: "spec",
+    status: "status",
+}}
+
+message! { k8s_pb::api::batch::v1::JobCondition {
+    r#type: "type" required,
+    status: "status" required,
+    last_probe_time: "lastProbeTime",
+    last_transition_time: "lastTransitionTime",
+    reason: "reason" omitzero,
+    message: "message" omitzero,
+}}
+
+message! { k8s_pb::api::batch::v1::JobSpec {
+    parallelism: "parallelism",
+    completions: "completions",
+    active_deadline_seconds: "activeDeadlineSeconds",
+    pod_failure_policy: "podFailurePolicy",
+    success_policy: "successPolicy",
+    backoff_limit: "backoffLimit",
+    backoff_limit_per_index: "backoffLimitPerIndex",
+    max_failed_indexes: "maxFailedIndexes",
+    selector: "selector",
+    manual_selector: "manualSelector",
+    template: "template" required,
+    ttl_seconds_after_finished: "ttlSecondsAfterFinished",
+    completion_mode: "completionMode",
+    suspend: "suspend",
+    pod_replacement_policy: "podReplacementPolicy",
+    managed_by: "managedBy",
+}}
+
+message! { k8s_pb::api::batch::v1::JobStatus {
+    conditions: "conditions",
+    start_time: "startTime",
+    completion_time: "completionTime",
+    active: "active" omitzero,
+    succeeded: "succeeded" omitzero,
+    failed: "failed" omitzero,
+    terminating: "terminating",
+    completed_indexes: "completedIndexes" omitzero,
+    failed_indexes: "failedIndexes",
+    uncounted_terminated_pods: "uncountedTerminatedPods",
+    ready: "ready",
+}}
+
+message! { k8s_pb::api::batch::v1::PodFailurePolicy {
+    rules: "rules" required,
+}}
+
+message! { k8s_pb::api::batch::v1::PodFailurePolicyOnExitCodesRequirement {
+    container_name: "containerName",
+    operator: "operator" required,
+    values: "values" required,
+}}
+
+message! { k8s_pb::api::batch::v1::PodFailurePolicyOnPodConditionsPattern {
+    r#type: "type" required,
+    status: "status",
+}}
+
+message! { k8s_pb::api::batch::v1::PodFailurePolicyRule {
+    action: "action" required,
+    on_exit_codes: "onExitCodes",
+    on_pod_conditions: "onPodConditions",
+}}
+
+message! { k8s_pb::api::batch::v1::SuccessPolicy {
+    rules: "rules" required,
+}}
+
+message! { k8s_pb::api::batch::v1::SuccessPolicyRule {
+    succeeded_indexes: "succeededIndexes",
+    succeeded_count: "succeededCount",
+}}
+
+message! { k8s_pb::api::batch::v1::UncountedTerminatedPods {
+    succeeded: "succeeded",
+    failed: "failed",
+}}
 
 message! { k8s_pb::api::core::v1::Affinity {
     node_affinity: "nodeAffinity",
@@ -95,6 +393,13 @@ message! { k8s_pb::api::core::v1::ClusterTrustBundleProjection {
     label_selector: "labelSelector",
     optional: "optional",
     path: "path" required,
+}}
+
+message! { k8s_pb::api::core::v1::ConfigMap {
+    metadata: "metadata" required,
+    immutable: "immutable",
+    data: "data",
+    binary_data: "binaryData",
 }}
 
 message! { k8s_pb::api::core::v1::ConfigMapEnvSource {
@@ -515,6 +820,11 @@ message! { k8s_pb::api::core::v1::LocalObjectReference {
     name: "name" required,
 }}
 
+message! { k8s_pb::api::core::v1::ModifyVolumeStatus {
+    target_volume_attributes_class_name: "targetVolumeAttributesClassName" omitzero,
+    status: "status" required,
+}}
+
 message! { k8s_pb::api::core::v1::Namespace {
     metadata: "metadata" required,
     spec: "spec",
@@ -673,6 +983,21 @@ message! { k8s_pb::api::core::v1::ObjectReference {
     field_path: "fieldPath" omitzero,
 }}
 
+message! { k8s_pb::api::core::v1::PersistentVolumeClaim {
+    metadata: "metadata" required,
+    spec: "spec",
+    status: "status",
+}}
+
+message! { k8s_pb::api::core::v1::PersistentVolumeClaimCondition {
+    r#type: "type" required,
+    status: "status" required,
+    last_probe_time: "lastProbeTime",
+    last_transition_time: "lastTransitionTime",
+    reason: "reason" omitzero,
+    message: "message" omitzero,
+}}
+
 message! { k8s_pb::api::core::v1::PersistentVolumeClaimSpec {
     access_modes: "accessModes",
     selector: "selector",
@@ -683,6 +1008,17 @@ message! { k8s_pb::api::core::v1::PersistentVolumeClaimSpec {
     data_source: "dataSource",
     data_source_ref: "dataSourceRef",
     volume_attributes_class_name: "volumeAttributesClassName",
+}}
+
+message! { k8s_pb::api::core::v1::PersistentVolumeClaimStatus {
+    phase: "phase" omitzero,
+    access_modes: "accessModes",
+    capacity: "capacity",
+    conditions: "conditions",
+    allocated_resources: "allocatedResources",
+    allocated_resource_statuses: "allocatedResourceStatuses",
+    current_volume_attributes_class_name: "currentVolumeAttributesClassName",
+    modify_volume_status: "modifyVolumeStatus",
 }}
 
 message! { k8s_pb::api::core::v1::PersistentVolumeClaimTemplate {
@@ -872,6 +1208,11 @@ message! { k8s_pb::api::core::v1::PodStatus {
     resources: "resources",
 }}
 
+message! { k8s_pb::api::core::v1::PodTemplateSpec {
+    metadata: "metadata",
+    spec: "spec",
+}}
+
 message! { k8s_pb::api::core::v1::PortStatus {
     port: "port" required,
     protocol: "protocol" required,
@@ -931,6 +1272,36 @@ message! { k8s_pb::api::core::v1::RbdVolumeSource {
     read_only: "readOnly" omitzero,
 }}
 
+message! { k8s_pb::api::core::v1::ReplicationController {
+    metadata: "metadata" required,
+    spec: "spec",
+    status: "status",
+}}
+
+message! { k8s_pb::api::core::v1::ReplicationControllerCondition {
+    r#type: "type" required,
+    status: "status" required,
+    last_transition_time: "lastTransitionTime",
+    reason: "reason" omitzero,
+    message: "message" omitzero,
+}}
+
+message! { k8s_pb::api::core::v1::ReplicationControllerSpec {
+    replicas: "replicas",
+    min_ready_seconds: "minReadySeconds" omitzero,
+    selector: "selector",
+    template: "template",
+}}
+
+message! { k8s_pb::api::core::v1::ReplicationControllerStatus {
+    replicas: "replicas" required,
+    fully_labeled_replicas: "fullyLabeledReplicas" omitzero,
+    ready_replicas: "readyReplicas" omitzero,
+    available_replicas: "availableReplicas" omitzero,
+    observed_generation: "observedGeneration" omitzero,
+    conditions: "conditions",
+}}
+
 message! { k8s_pb::api::core::v1::ResourceClaim {
     name: "name" required,
     request: "request" omitzero,
@@ -981,6 +1352,14 @@ message! { k8s_pb::api::core::v1::SeLinuxOptions {
 message! { k8s_pb::api::core::v1::SeccompProfile {
     r#type: "type" required,
     localhost_profile: "localhostProfile",
+}}
+
+message! { k8s_pb::api::core::v1::Secret {
+    metadata: "metadata" required,
+    immutable: "immutable",
+    data: "data",
+    string_data: "stringData",
+    r#type: "type" omitzero,
 }}
 
 message! { k8s_pb::api::core::v1::SecretEnvSource {

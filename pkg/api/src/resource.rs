@@ -14,6 +14,10 @@ pub struct ResourceInfo {
     pub namespaced: bool,
     /// Has a `/status` subresource.
     pub has_status: bool,
+    /// Has a `/scale` subresource (`autoscaling/v1` `Scale` over `spec.replicas`).
+    pub has_scale: bool,
+    /// Groupings kubectl expands, such as `all`.
+    pub categories: &'static [&'static str],
 }
 
 pub const NAMESPACES: ResourceInfo = ResourceInfo {
@@ -25,6 +29,8 @@ pub const NAMESPACES: ResourceInfo = ResourceInfo {
     short_names: &["ns"],
     namespaced: false,
     has_status: true,
+    has_scale: false,
+    categories: &[],
 };
 
 pub const PODS: ResourceInfo = ResourceInfo {
@@ -36,6 +42,8 @@ pub const PODS: ResourceInfo = ResourceInfo {
     short_names: &["po"],
     namespaced: true,
     has_status: true,
+    has_scale: false,
+    categories: ALL_CATEGORY,
 };
 
 pub const NODES: ResourceInfo = ResourceInfo {
@@ -47,6 +55,8 @@ pub const NODES: ResourceInfo = ResourceInfo {
     short_names: &["no"],
     namespaced: false,
     has_status: true,
+    has_scale: false,
+    categories: &[],
 };
 
 pub const EVENTS: ResourceInfo = ResourceInfo {
@@ -58,6 +68,8 @@ pub const EVENTS: ResourceInfo = ResourceInfo {
     short_names: &["ev"],
     namespaced: true,
     has_status: false,
+    has_scale: false,
+    categories: &[],
 };
 
 pub const SERVICES: ResourceInfo = ResourceInfo {
@@ -69,6 +81,8 @@ pub const SERVICES: ResourceInfo = ResourceInfo {
     short_names: &["svc"],
     namespaced: true,
     has_status: true,
+    has_scale: false,
+    categories: ALL_CATEGORY,
 };
 
 pub const ENDPOINTS: ResourceInfo = ResourceInfo {
@@ -80,6 +94,8 @@ pub const ENDPOINTS: ResourceInfo = ResourceInfo {
     short_names: &["ep"],
     namespaced: true,
     has_status: false,
+    has_scale: false,
+    categories: &[],
 };
 
 pub const ENDPOINT_SLICES: ResourceInfo = ResourceInfo {
@@ -91,6 +107,8 @@ pub const ENDPOINT_SLICES: ResourceInfo = ResourceInfo {
     short_names: &[],
     namespaced: true,
     has_status: false,
+    has_scale: false,
+    categories: &[],
 };
 
 pub const TASKSETS: ResourceInfo = ResourceInfo {
@@ -102,6 +120,128 @@ pub const TASKSETS: ResourceInfo = ResourceInfo {
     short_names: &["ts"],
     namespaced: true,
     has_status: true,
+    has_scale: false,
+    categories: &[],
+};
+
+/// The category `kubectl get all` expands.
+pub const ALL_CATEGORY: &[&str] = &["all"];
+
+pub const CONFIG_MAPS: ResourceInfo = ResourceInfo {
+    group: "",
+    version: "v1",
+    kind: "ConfigMap",
+    plural: "configmaps",
+    singular: "configmap",
+    short_names: &["cm"],
+    namespaced: true,
+    has_status: false,
+    has_scale: false,
+    categories: &[],
+};
+
+pub const SECRETS: ResourceInfo = ResourceInfo {
+    group: "",
+    version: "v1",
+    kind: "Secret",
+    plural: "secrets",
+    singular: "secret",
+    short_names: &[],
+    namespaced: true,
+    has_status: false,
+    has_scale: false,
+    categories: &[],
+};
+
+pub const REPLICATION_CONTROLLERS: ResourceInfo = ResourceInfo {
+    group: "",
+    version: "v1",
+    kind: "ReplicationController",
+    plural: "replicationcontrollers",
+    singular: "replicationcontroller",
+    short_names: &["rc"],
+    namespaced: true,
+    has_status: true,
+    has_scale: true,
+    categories: ALL_CATEGORY,
+};
+
+pub const DEPLOYMENTS: ResourceInfo = ResourceInfo {
+    group: "apps",
+    version: "v1",
+    kind: "Deployment",
+    plural: "deployments",
+    singular: "deployment",
+    short_names: &["deploy"],
+    namespaced: true,
+    has_status: true,
+    has_scale: true,
+    categories: ALL_CATEGORY,
+};
+
+pub const REPLICA_SETS: ResourceInfo = ResourceInfo {
+    group: "apps",
+    version: "v1",
+    kind: "ReplicaSet",
+    plural: "replicasets",
+    singular: "replicaset",
+    short_names: &["rs"],
+    namespaced: true,
+    has_status: true,
+    has_scale: true,
+    categories: ALL_CATEGORY,
+};
+
+pub const STATEFUL_SETS: ResourceInfo = ResourceInfo {
+    group: "apps",
+    version: "v1",
+    kind: "StatefulSet",
+    plural: "statefulsets",
+    singular: "statefulset",
+    short_names: &["sts"],
+    namespaced: true,
+    has_status: true,
+    has_scale: true,
+    categories: ALL_CATEGORY,
+};
+
+pub const DAEMON_SETS: ResourceInfo = ResourceInfo {
+    group: "apps",
+    version: "v1",
+    kind: "DaemonSet",
+    plural: "daemonsets",
+    singular: "daemonset",
+    short_names: &["ds"],
+    namespaced: true,
+    has_status: true,
+    has_scale: false,
+    categories: ALL_CATEGORY,
+};
+
+pub const CONTROLLER_REVISIONS: ResourceInfo = ResourceInfo {
+    group: "apps",
+    version: "v1",
+    kind: "ControllerRevision",
+    plural: "controllerrevisions",
+    singular: "controllerrevision",
+    short_names: &[],
+    namespaced: true,
+    has_status: false,
+    has_scale: false,
+    categories: &[],
+};
+
+pub const JOBS: ResourceInfo = ResourceInfo {
+    group: "batch",
+    version: "v1",
+    kind: "Job",
+    plural: "jobs",
+    singular: "job",
+    short_names: &[],
+    namespaced: true,
+    has_status: true,
+    has_scale: false,
+    categories: ALL_CATEGORY,
 };
 
 /// Every resource served, in discovery order.
@@ -113,6 +253,15 @@ pub const ALL: &[ResourceInfo] = &[
     SERVICES,
     ENDPOINTS,
     ENDPOINT_SLICES,
+    CONFIG_MAPS,
+    SECRETS,
+    REPLICATION_CONTROLLERS,
+    DEPLOYMENTS,
+    REPLICA_SETS,
+    STATEFUL_SETS,
+    DAEMON_SETS,
+    CONTROLLER_REVISIONS,
+    JOBS,
     TASKSETS,
 ];
 
@@ -178,6 +327,11 @@ impl ResourceInfo {
         format!("{}List", self.kind)
     }
 
+    /// Belongs to `category` (such as `all`).
+    pub fn in_category(&self, category: &str) -> bool {
+        self.categories.contains(&category)
+    }
+
     /// True if `name` names this resource the way kubectl accepts it: plural, singular,
     /// short name or kind, in any case.
     pub fn matches_name(&self, name: &str) -> bool {
@@ -221,7 +375,8 @@ mod tests {
             assert_eq!(lookup(n), Some(&PODS), "{n}");
         }
         assert_eq!(lookup("ns"), Some(&NAMESPACES));
-        assert_eq!(lookup("deployments"), None);
+        assert_eq!(lookup("deploy"), Some(&DEPLOYMENTS));
+        assert_eq!(lookup("cronjobs"), None);
         assert_eq!(for_kind("v1", "Node"), Some(&NODES));
         assert_eq!(for_kind("apps/v1", "Node"), None);
         assert_eq!(for_kind("minik8s.io/v1alpha1", "TaskSet"), Some(&TASKSETS));

@@ -20,9 +20,11 @@ use crate::quantity::{Quantity, parse_quantity};
 
 mod endpoints;
 mod service;
+mod workloads;
 
 pub use endpoints::{validate_endpoint_slice, validate_endpoints};
 pub use service::{validate_service, validate_service_update};
+pub use workloads::*;
 
 /// The kind of a field error; Kubernetes' `field.ErrorType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

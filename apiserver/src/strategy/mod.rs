@@ -15,6 +15,8 @@ use serde_json::Value;
 use crate::error::{ApiError, Result};
 use crate::object;
 
+mod workloads;
+
 /// Which part of an object an update may change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
@@ -345,6 +347,15 @@ pub fn for_resource(info: &ResourceInfo) -> &'static dyn Strategy {
         "services" => &ServiceStrategy,
         "endpoints" => &EndpointsStrategy,
         "endpointslices" => &EndpointSliceStrategy,
+        "configmaps" => &workloads::CONFIG_MAPS,
+        "secrets" => &workloads::SECRETS,
+        "replicationcontrollers" => &workloads::REPLICATION_CONTROLLERS,
+        "deployments" => &workloads::DEPLOYMENTS,
+        "replicasets" => &workloads::REPLICA_SETS,
+        "statefulsets" => &workloads::STATEFUL_SETS,
+        "daemonsets" => &workloads::DAEMON_SETS,
+        "controllerrevisions" => &workloads::CONTROLLER_REVISIONS,
+        "jobs" => &workloads::JOBS,
         _ => &EventStrategy,
     }
 }

@@ -9,12 +9,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     ClientIPConfig, Container, HTTPGetAction, LoadBalancerStatus, Namespace, NamespaceSpec,
-    NamespaceStatus, Node, Pod, Probe, ResourceRequirements, Service, ServiceStatus,
+    NamespaceStatus, Node, Pod, PodSpec, Probe, ResourceRequirements, Service, ServiceStatus,
     SessionAffinityConfig, Volume,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::quantity::parse_quantity;
+
+mod workloads;
+pub use workloads::*;
 
 /// Mode of files projected from secrets, config maps and the downward API: 0644.
 const DEFAULT_FILE_MODE: i32 = 0o644;
@@ -36,7 +39,11 @@ fn default_num(field: &mut Option<i32>, value: i32) {
 /// protocols, requests from limits, probe timings and HTTP probe paths; per volume the
 /// hostPath type and file modes, and `emptyDir` for a volume with no source.
 pub fn default_pod(pod: &mut Pod) {
-    let spec = pod.spec.get_or_insert_with(Default::default);
+    default_pod_spec(pod.spec.get_or_insert_with(Default::default));
+}
+
+/// Fills the defaults of a pod spec (a pod's, or a pod template's): see [`default_pod`].
+pub fn default_pod_spec(spec: &mut PodSpec) {
     default_str(&mut spec.restart_policy, "Always");
     default_str(&mut spec.dns_policy, "ClusterFirst");
     default_str(&mut spec.scheduler_name, "default-scheduler");
