@@ -28,7 +28,7 @@ pub async fn record(
         "kind": "Event",
         "metadata": {"name": name, "namespace": ns},
         "involvedObject": {
-            "apiVersion": "v1",
+            "apiVersion": obj.get("apiVersion").and_then(Value::as_str).unwrap_or("v1"),
             "kind": kind,
             "name": object::name(obj),
             "namespace": object::namespace(obj),

@@ -8,17 +8,27 @@
 //! capacity is never split between two.
 
 pub mod apiserver_service;
+pub mod daemonset;
+pub mod deployment;
 pub mod endpoints;
 pub mod events;
+pub mod garbage_collector;
+pub mod job;
 pub mod leader;
 pub mod nodes;
+pub mod owned;
+pub mod replicaset;
 pub mod scheduler;
+pub mod statefulset;
 pub mod taskset;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use minik8s_api::resource::{NODES, PODS, ResourceInfo, SERVICES, TASKSETS};
+use minik8s_api::resource::{
+    DAEMON_SETS, DEPLOYMENTS, JOBS, NODES, PODS, REPLICA_SETS, REPLICATION_CONTROLLERS,
+    ResourceInfo, SERVICES, STATEFUL_SETS, TASKSETS,
+};
 use tokio::sync::watch;
 
 use crate::registry::Registry;
@@ -55,7 +65,18 @@ impl Default for ControllerConfig {
 }
 
 /// The resources whose changes wake the controllers.
-const WATCHED: &[&ResourceInfo] = &[&PODS, &NODES, &TASKSETS, &SERVICES];
+const WATCHED: &[&ResourceInfo] = &[
+    &PODS,
+    &NODES,
+    &TASKSETS,
+    &SERVICES,
+    &REPLICATION_CONTROLLERS,
+    &DEPLOYMENTS,
+    &REPLICA_SETS,
+    &STATEFUL_SETS,
+    &DAEMON_SETS,
+    &JOBS,
+];
 
 /// Runs the controllers while `leading` is true, until `stop` turns true.
 pub fn spawn(
@@ -94,6 +115,24 @@ pub fn spawn(
             }
             if let Err(e) = endpoints::reconcile(&registry).await {
                 tracing::warn!(error = %e, "endpoints controller");
+            }
+            if let Err(e) = deployment::reconcile(&registry).await {
+                tracing::warn!(error = %e, "deployment controller");
+            }
+            if let Err(e) = replicaset::reconcile(&registry).await {
+                tracing::warn!(error = %e, "replicaset controller");
+            }
+            if let Err(e) = statefulset::reconcile(&registry).await {
+                tracing::warn!(error = %e, "statefulset controller");
+            }
+            if let Err(e) = daemonset::reconcile(&registry).await {
+                tracing::warn!(error = %e, "daemonset controller");
+            }
+            if let Err(e) = job::reconcile(&registry).await {
+                tracing::warn!(error = %e, "job controller");
+            }
+            if let Err(e) = garbage_collector::reconcile(&registry).await {
+                tracing::warn!(error = %e, "garbage collector");
             }
             if let Err(e) = registry.allocations().repair_if_due().await {
                 tracing::warn!(error = %e, "repairing service allocations");
