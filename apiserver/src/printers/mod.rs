@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::object;
 
 mod services;
+mod workloads;
 
 fn name_column() -> Col {
     Col::new(
@@ -41,6 +42,15 @@ fn columns(resource: &ResourceInfo) -> Vec<Col> {
         "services" => services::service_columns(age),
         "endpoints" => services::endpoints_columns(age),
         "endpointslices" => services::endpoint_slice_columns(age),
+        "configmaps" => workloads::config_map_columns(age),
+        "secrets" => workloads::secret_columns(age),
+        "replicationcontrollers" => workloads::replica_columns(age, workloads::RC_SELECTOR),
+        "replicasets" => workloads::replica_columns(age, workloads::RS_SELECTOR),
+        "deployments" => workloads::deployment_columns(age),
+        "statefulsets" => workloads::stateful_set_columns(age),
+        "daemonsets" => workloads::daemon_set_columns(age),
+        "jobs" => workloads::job_columns(age),
+        "controllerrevisions" => workloads::controller_revision_columns(age),
         "pods" => vec![
             name,
             Col::new(
@@ -541,6 +551,15 @@ fn cells(resource: &ResourceInfo, obj: &Value, now: jiff::Timestamp) -> Vec<Valu
         "services" => services::service_cells(obj, now),
         "endpoints" => services::endpoints_cells(obj, now),
         "endpointslices" => services::endpoint_slice_cells(obj, now),
+        "configmaps" => workloads::config_map_cells(obj, now),
+        "secrets" => workloads::secret_cells(obj, now),
+        "replicationcontrollers" => workloads::replication_controller_cells(obj, now),
+        "replicasets" => workloads::replica_set_cells(obj, now),
+        "deployments" => workloads::deployment_cells(obj, now),
+        "statefulsets" => workloads::stateful_set_cells(obj, now),
+        "daemonsets" => workloads::daemon_set_cells(obj, now),
+        "jobs" => workloads::job_cells(obj, now),
+        "controllerrevisions" => workloads::controller_revision_cells(obj, now),
         _ => vec![
             json!(object::name(obj)),
             json!(age(object::meta_str(obj, "creationTimestamp"), now)),
