@@ -22,10 +22,12 @@ pub mod logs;
 pub mod manager;
 pub mod network;
 pub mod node;
+pub mod objects;
 pub mod pod;
 pub mod proxy;
 pub mod reset;
 pub mod runtime;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -2,6 +2,7 @@
 //! `worker`, with its `probe`s), and reporting on them (`status`).
 
 pub mod api;
+pub mod config_env;
 pub mod probe;
 pub mod service_env;
 pub mod spec;

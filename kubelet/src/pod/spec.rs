@@ -1,6 +1,8 @@
-//! From a pod's spec to container configurations: environment (with `fieldRef` and
-//! `$(VAR)` expansion), volumes (`hostPath` with its `type` checks, `emptyDir`), resources
-//! and published ports. Pure, apart from preparing volume directories.
+//! From a pod's spec to container configurations: environment (with `fieldRef`,
+//! ConfigMap and Secret references and `$(VAR)` expansion), volumes (`hostPath` with its
+//! `type` checks, `emptyDir`, and the directories of `configMap` and `secret` volumes that
+//! `crate::volumes` writes), resources and published ports. Pure, apart from preparing
+//! volume directories.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,6 +12,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec};
 use minik8s_api::quantity::parse_quantity;
 
+use super::config_env::EnvSources;
 use crate::runtime::{BindMount, PortMapping, Resources};
 
 /// Docker's CPU period, and Kubernetes' (`cpu.cfs_period_us`), in microseconds.
@@ -27,6 +30,8 @@ pub struct Downward {
     pub host_ip: Option<IpAddr>,
     /// The service variables of the pod's namespace (see `service_env`).
     pub services: Vec<(String, String)>,
+    /// The ConfigMaps and Secrets the container refers to (see `config_env`).
+    pub sources: EnvSources,
 }
 
 pub fn spec(pod: &Pod) -> &PodSpec {
@@ -171,9 +176,9 @@ fn resource_value(
     Ok(value.to_string())
 }
 
-/// The container's environment, in order, each value expanded against the ones before
-/// and the service variables; then the service variables the container does not set
-/// itself (Kubernetes' `makeEnvironmentVariables`).
+/// The container's environment, in order: `envFrom`'s variables, then `env`, each value
+/// expanded against the ones before and the service variables; then the service
+/// variables the container does not set itself (Kubernetes' `makeEnvironmentVariables`).
 pub fn environment(
     pod: &Pod,
     container: &Container,
@@ -181,6 +186,10 @@ pub fn environment(
 ) -> Result<Vec<(String, String)>, String> {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut values: HashMap<String, String> = HashMap::new();
+    for (name, value) in downward.sources.env_from(container)?.vars {
+        values.insert(name.clone(), value.clone());
+        env.push((name, value));
+    }
     for EnvVar {
         name,
         value,
@@ -196,10 +205,16 @@ pub fn environment(
                     &resource.resource,
                     resource.divisor.as_ref().map(|d| d.0.as_str()),
                 )?
+            } else if let Some(value) = downward.sources.key_ref(from) {
+                match value? {
+                    Some(value) => value,
+                    // Optional and missing: no variable.
+                    None => continue,
+                }
             } else {
                 return Err(format!(
-                    "environment variable {name}: only fieldRef and resourceFieldRef are \
-                     supported in valueFrom"
+                    "environment variable {name}: valueFrom has no source the kubelet \
+                     supports (fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef)"
                 ));
             }
         } else {
@@ -381,7 +396,8 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
 
 /// Prepares every volume of the pod and says where each is on the host: hostPath volumes
 /// are checked (or created) according to their type, emptyDir volumes are directories
-/// under the pod's directory.
+/// under the pod's directory, and configMap and secret volumes are the directories
+/// `crate::volumes::set_up` wrote.
 pub fn prepare_volumes(pod: &Pod, root: &Path) -> Result<HashMap<String, PathBuf>, VolumeError> {
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
     let mut paths = HashMap::new();
@@ -403,9 +419,14 @@ pub fn prepare_volumes(pod: &Pod, root: &Path) -> Result<HashMap<String, PathBuf
             // World-writable like Kubernetes' emptyDir, so that any user in the pod may use it.
             set_mode(&path, 0o777).map_err(error)?;
             path
+        } else if let Some(path) = crate::volumes::dir(root, uid, volume) {
+            if !path.is_dir() {
+                return Err(error(format!("{} is not set up", path.display())));
+            }
+            path
         } else {
             return Err(error(
-                "only hostPath and emptyDir volumes are supported".to_string(),
+                "only hostPath, emptyDir, configMap and secret volumes are supported".to_string(),
             ));
         };
         paths.insert(volume.name.clone(), path);
@@ -522,7 +543,7 @@ mod tests {
             node_name: "n1".into(),
             pod_ip: Some("10.1.0.5".parse().unwrap()),
             host_ip: None,
-            services: Vec::new(),
+            ..Downward::default()
         };
         let c = &p.spec.as_ref().unwrap().containers[0];
         let env = environment(&p, c, &downward).unwrap();

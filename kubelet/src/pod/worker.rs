@@ -25,6 +25,7 @@ use crate::events::{NORMAL, Recorder, WARNING, pod_reference};
 use crate::hosts::Hosts;
 use crate::ipam::Ipam;
 use crate::labels::{self, ContainerKey, Role};
+use crate::objects::ConfigObjects;
 use crate::runtime::{ContainerInfo, ContainerRuntime, ContainerState, RuntimeError};
 use crate::{KubeletConfig, Result};
 
@@ -56,6 +57,8 @@ pub struct WorkerEnv {
     pub ipam: Option<Arc<Ipam>>,
     /// The cluster's services, for the containers' service variables.
     pub services: Arc<ServiceCache>,
+    /// The ConfigMaps and Secrets of the pods' environments and volumes.
+    pub objects: Arc<ConfigObjects>,
 }
 
 impl WorkerEnv {
@@ -71,6 +74,10 @@ impl WorkerEnv {
         let services = match &client {
             Some(client) => ServiceCache::follow(client.clone()),
             None => ServiceCache::fixed(Vec::new()),
+        };
+        let objects = match &client {
+            Some(client) => ConfigObjects::follow(client.clone()),
+            None => ConfigObjects::fixed(Vec::new(), Vec::new()),
         };
         let hosts = Hosts::new(
             client,
@@ -94,6 +101,7 @@ impl WorkerEnv {
             hosts,
             ipam,
             services,
+            objects,
         }
     }
 }
@@ -294,7 +302,9 @@ fn remove_pod_dir(env: &WorkerEnv, uid: &str) {
     if uid.is_empty() {
         return;
     }
+    env.objects.forget(uid);
     let dir = spec::pod_dir(&env.root_dir, uid);
+    crate::volumes::tear_down(&dir);
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -325,12 +335,15 @@ pub struct PodWorker {
     status_version: u64,
     /// Status patches that failed in a row (the API server is unreachable).
     status_failures: u32,
+    /// Wakes this worker: given to whatever may want a new pass (probes, the
+    /// ConfigMaps and Secrets the pod uses).
+    wake: Arc<Notify>,
 }
 
 impl PodWorker {
     /// `wake` is notified when a probe result changes.
     pub fn new(env: Arc<WorkerEnv>, uid: &str, wake: Arc<Notify>) -> PodWorker {
-        let prober = Prober::new(env.runtime.clone(), env.recorder.clone(), wake);
+        let prober = Prober::new(env.runtime.clone(), env.recorder.clone(), wake.clone());
         PodWorker {
             backoff: Backoff::new(env.backoff_base, env.backoff_max),
             env,
@@ -341,6 +354,7 @@ impl PodWorker {
             status: None,
             status_version: 0,
             status_failures: 0,
+            wake,
         }
     }
 
@@ -642,6 +656,27 @@ impl PodWorker {
                 return Ok(());
             }
         };
+        // A change to a ConfigMap or Secret the pod uses wakes this worker: a container
+        // waiting for one starts, and volumes follow edits.
+        let objects = &self.env.objects;
+        objects.use_objects(&self.uid, crate::objects::referenced(pod), &self.wake);
+        let set_up = crate::volumes::set_up(pod, &self.env.root_dir, objects).await;
+        let failed_mounts = match set_up {
+            Ok(warnings) => warnings.into_iter().map(|w| (w, false)).collect(),
+            Err(e) => vec![(e, true)],
+        };
+        for (e, blocking) in failed_mounts {
+            self.event(
+                pod_reference(pod, None),
+                WARNING,
+                "FailedMount",
+                &e.to_string(),
+            );
+            if blocking {
+                pass.wake_in(self.env.backoff_base);
+                return Ok(());
+            }
+        }
         let volumes = match spec::prepare_volumes(pod, &self.env.root_dir) {
             Ok(volumes) => volumes,
             Err(e) => {

@@ -13,6 +13,7 @@ use super::{Pass, PodWorker, field_path, grace_period, pod_ip, pod_label};
 use crate::backoff::go_duration;
 use crate::events::{NORMAL, WARNING, pod_reference};
 use crate::labels::{self, ContainerKey, Role};
+use crate::pod::config_env::EnvSources;
 use crate::pod::spec::{self, Downward, spec};
 use crate::runtime::{
     BindMount, ContainerConfig, ContainerInfo, NetworkMode, RuntimeError, SharedNamespace,
@@ -232,6 +233,7 @@ impl PodWorker {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn container_config(
         &self,
         pod: &Pod,
@@ -240,6 +242,7 @@ impl PodWorker {
         attempt: u32,
         ctx: &StartContext<'_>,
         services: Vec<(String, String)>,
+        sources: EnvSources,
     ) -> std::result::Result<ContainerConfig, String> {
         let key = ContainerKey {
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
@@ -255,6 +258,7 @@ impl PodWorker {
             pod_ip: pod_ip(&self.env, pod, ctx.sandbox),
             host_ip: self.env.host_ip,
             services,
+            sources,
         };
         let env = spec::environment(pod, c, &downward)?;
         let (entrypoint, cmd) = spec::command_and_args(c, &env);
@@ -279,6 +283,7 @@ impl PodWorker {
             config.pid = SharedNamespace::Container(sandbox);
         }
         config.mounts = spec::mounts(c, ctx.volumes)?;
+        crate::volumes::force_read_only(pod, c, &mut config.mounts);
         if let Some(hosts) = ctx.hosts
             && !config
                 .mounts
@@ -319,14 +324,29 @@ impl PodWorker {
         // The services as they are now: a container created later sees later ones.
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         let links = spec(pod).enable_service_links != Some(false);
-        let config = match self
-            .env
-            .services
-            .env(namespace, links)
-            .await
-            .and_then(|services| self.container_config(pod, c, role, attempt, ctx, services))
-        {
-            Ok(config) => config,
+        // And the ConfigMaps and Secrets as they are now.
+        let sources = async {
+            let services = self.env.services.env(namespace, links).await?;
+            let sources = self.env.objects.env_sources(namespace, c).await?;
+            Ok::<_, String>((services, sources))
+        }
+        .await;
+        let config = match sources.and_then(|(services, sources)| {
+            let skipped = sources.env_from(c).map(|e| e.skipped).unwrap_or_default();
+            let config = self.container_config(pod, c, role, attempt, ctx, services, sources)?;
+            Ok((config, skipped))
+        }) {
+            Ok((config, skipped)) => {
+                for message in skipped {
+                    self.event(
+                        pod_reference(pod, None),
+                        WARNING,
+                        "InvalidEnvironmentVariableNames",
+                        &message,
+                    );
+                }
+                config
+            }
             Err(message) => {
                 self.event(reference, WARNING, "Failed", &format!("Error: {message}"));
                 pass.wait(&c.name, "CreateContainerConfigError", message);

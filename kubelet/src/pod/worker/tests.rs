@@ -133,6 +133,7 @@ impl Harness {
             image_pull_timeout: Duration::from_secs(5),
             ipam,
             services: crate::pod::service_env::ServiceCache::fixed(services),
+            objects: crate::objects::ConfigObjects::fixed(Vec::new(), Vec::new()),
         });
         let wake = Arc::new(Notify::new());
         let worker = PodWorker::new(env, "uid-1", wake.clone());
