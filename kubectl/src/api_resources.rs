@@ -33,14 +33,14 @@ pub struct ApiResourcesArgs {
 }
 
 /// One served resource, as discovery lists it.
-struct Served {
-    group: String,
+pub(crate) struct Served {
+    pub(crate) group: String,
     version: String,
-    resource: Value,
+    pub(crate) resource: Value,
 }
 
 impl Served {
-    fn str(&self, key: &str) -> &str {
+    pub(crate) fn str(&self, key: &str) -> &str {
         self.resource[key].as_str().unwrap_or_default()
     }
 
@@ -133,7 +133,7 @@ async fn get(client: &Client, path: &str) -> Result<Value> {
 }
 
 /// Every resource of the core versions and of each group's preferred version.
-async fn discover(client: &Client) -> Result<Vec<Served>> {
+pub(crate) async fn discover(client: &Client) -> Result<Vec<Served>> {
     let mut served = Vec::new();
     let mut add = |group: &str, version: &str, list: Value| {
         for resource in list["resources"].as_array().cloned().unwrap_or_default() {

@@ -87,7 +87,8 @@ pub async fn run(args: GetArgs, session: &mut Session, io: &mut Io<'_>) -> Resul
     if args.resources.is_empty() {
         return Err(Error::Plain(NO_TYPE.into()));
     }
-    let selections = resources::parse(&args.resources, "get")?;
+    let selections =
+        resources::parse_with_categories(&args.resources, "get", || session.client()).await?;
     if args.all_namespaces && selections.iter().any(|s| !s.names.is_empty()) {
         return Err(Error::msg(
             "a resource cannot be retrieved by name across all namespaces",
@@ -123,7 +124,8 @@ pub async fn run(args: GetArgs, session: &mut Session, io: &mut Io<'_>) -> Resul
                     TablePrinter::new(table_options(&args, format, &scope, selection, several));
                 let text = printer.print(&table);
                 if !text.is_empty() {
-                    if printed {
+                    // kubectl separates the tables by a blank line, unless headerless.
+                    if printed && !args.no_headers {
                         io.out.write_all(b"\n")?;
                     }
                     io.out.write_all(text.as_bytes())?;

@@ -1,6 +1,7 @@
 //! Naming resources on the command line: `pods`, `po,no`, `pod web db`, `pod/web`.
 
 use minik8s_api::resource::{self, ResourceInfo};
+use minik8s_client::Client;
 
 use crate::error::{Error, Result};
 
@@ -90,6 +91,70 @@ pub fn parse(args: &[String], command: &'static str) -> Result<Vec<Selection>> {
     Ok(out)
 }
 
+/// As [`parse`], and a type that names no resource may name a category (`all`), which
+/// stands for the resources the server's discovery lists in it, in discovery's order.
+/// Discovery is read (through `client`) only when some type is not a known resource.
+pub async fn parse_with_categories(
+    args: &[String],
+    command: &'static str,
+    client: impl FnOnce() -> Result<Client>,
+) -> Result<Vec<Selection>> {
+    let Some(first) = args.first() else {
+        return Ok(Vec::new());
+    };
+    let types: Vec<&str> = first.split(',').filter(|k| !k.is_empty()).collect();
+    if args.iter().any(|a| a.contains('/')) || types.iter().all(|t| resource::lookup(t).is_some()) {
+        return parse(args, command);
+    }
+    let categories = categories(&client()?).await?;
+    let names: Vec<String> = args[1..].to_vec();
+    let mut out: Vec<Selection> = Vec::new();
+    for ty in types {
+        let members: Vec<&'static ResourceInfo> = categories
+            .iter()
+            .filter(|(category, _)| category == ty)
+            .map(|(_, r)| *r)
+            .collect();
+        let members = if members.is_empty() {
+            vec![lookup(ty)?]
+        } else {
+            members
+        };
+        for r in members {
+            if !out.iter().any(|s| s.resource == r) {
+                out.push(Selection {
+                    resource: r,
+                    names: names.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every (category, resource) pair the server's discovery lists, in its order.
+async fn categories(client: &Client) -> Result<Vec<(String, &'static ResourceInfo)>> {
+    let mut out = Vec::new();
+    for served in crate::api_resources::discover(client).await? {
+        let group = resource::canonical_group(&served.group);
+        let Some(r) = resource::ALL
+            .iter()
+            .find(|r| r.group == group && r.plural == served.str("name"))
+        else {
+            continue;
+        };
+        for category in served.resource["categories"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str())
+        {
+            out.push((category.to_string(), r));
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,10 +180,10 @@ mod tests {
     fn mistakes_are_explained() {
         let e = parse(&args(&["pod", "pod/a"]), "get").unwrap_err().render();
         assert!(e.contains("no need to specify a resource type"), "{e}");
-        let e = parse(&args(&["deployments"]), "get").unwrap_err().render();
+        let e = parse(&args(&["cronjobs"]), "get").unwrap_err().render();
         assert!(
             e.starts_with(
-                "error: the server doesn't have a resource type \"deployments\"\nknown resource types: "
+                "error: the server doesn't have a resource type \"cronjobs\"\nknown resource types: "
             ),
             "{e}"
         );
