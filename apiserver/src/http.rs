@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::controllers::garbage_collector;
 use crate::discovery;
 use crate::error::{ApiError, MAX_BODY_BYTES, Result};
 use crate::exec;
@@ -30,6 +31,7 @@ use crate::protobuf;
 use crate::registry::{
     DeleteParams, Deleted, FieldValidation, Filter, ListParams, Registry, Written,
 };
+use crate::scale;
 use crate::strategy::Part;
 use crate::watch_cache::CachedEvent;
 
@@ -419,6 +421,11 @@ async fn handle(
     if dry_run {
         return Err(ApiError::BadRequest("dryRun is not supported".to_string()));
     }
+    if target.subresource.as_deref() == Some("scale")
+        && let Some(name) = target.name.as_deref()
+    {
+        return scale_request(reg, &target, name, method, &headers, body).await;
+    }
 
     match (&method, target.name.as_deref()) {
         (&Method::GET, None) => {
@@ -536,26 +543,93 @@ async fn handle(
                     ApiError::BadRequest(format!("invalid gracePeriodSeconds: {g}"))
                 })?);
             }
+            if params.propagation_policy.is_none()
+                && let Some(p) = q("propagationPolicy")
+            {
+                params.propagation_policy = Some(p.to_string());
+            }
+            if params.orphan_dependents.is_none()
+                && let Some(o) = q("orphanDependents")
+            {
+                params.orphan_dependents =
+                    Some(minik8s_api::query::parse_bool(o).ok_or_else(|| {
+                        ApiError::BadRequest(format!("invalid orphanDependents: {o}"))
+                    })?);
+            }
+            let mut warnings = Vec::new();
+            if r == &resource::JOBS
+                && params.propagation_policy.is_none()
+                && params.orphan_dependents.is_none()
+            {
+                warnings.push(garbage_collector::JOB_DEFAULT_WARNING.to_string());
+            }
+            // Kubernetes answers 202 to a cascading delete that is still under way, when
+            // asked for with orphanDependents=false.
+            let pending_code = if params.orphan_dependents == Some(false) {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
             match reg.delete(r, ns, name, &params).await? {
-                Deleted::Pending(obj) => Ok(json_response(StatusCode::OK, &obj, &[])),
+                Deleted::Pending(obj) => Ok(json_response(pending_code, &obj, &warnings)),
                 Deleted::Gone(obj) if r.plural == "pods" => {
-                    Ok(json_response(StatusCode::OK, &obj, &[]))
+                    Ok(json_response(StatusCode::OK, &obj, &warnings))
                 }
-                Deleted::Gone(obj) => Ok(json_ok(&json!({
-                    "kind": "Status",
-                    "apiVersion": "v1",
-                    "metadata": {},
-                    "status": "Success",
-                    "details": {
-                        "name": name,
-                        "kind": r.plural,
-                        "uid": object::meta_str(&obj, "uid"),
-                    },
-                }))),
+                Deleted::Gone(obj) => Ok(json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "status": "Success",
+                        "details": {
+                            "name": name,
+                            "kind": r.plural,
+                            "uid": object::meta_str(&obj, "uid"),
+                        },
+                    }),
+                    &warnings,
+                )),
             }
         }
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// `GET`, `PUT` and `PATCH` of a workload's `/scale`.
+async fn scale_request(
+    reg: &Registry,
+    target: &Target,
+    name: &str,
+    method: Method,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let r = target.resource;
+    if !r.has_scale {
+        return Err(ApiError::NoSuchPath);
+    }
+    require_scope(target)?;
+    let ns = target.namespace.as_deref();
+    let scale = match method {
+        Method::GET => scale::get(reg, r, ns, name).await?,
+        Method::PUT => {
+            let obj = read_object(headers, r, body).await?;
+            scale::update(reg, r, ns, name, &obj).await?
+        }
+        Method::PATCH => {
+            let ct = content_type(headers);
+            let kind = PatchType::from_content_type(&ct).ok_or_else(|| {
+                ApiError::UnsupportedMediaType(format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct})"
+                ))
+            })?;
+            let patch = read_json(body).await?;
+            scale::patch(reg, r, ns, name, kind, &patch).await?
+        }
+        _ => return Err(ApiError::MethodNotAllowed),
+    };
+    Ok(json_ok(&scale))
 }
 
 /// The container a request about a pod names with `container`: one of the pod's, or

@@ -13,6 +13,7 @@ use minik8s_storage::{KeyValue, ListOptions, Revision, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::controllers::garbage_collector;
 use crate::error::{ApiError, Result};
 use crate::object;
 use crate::patch::{self, PatchType};
@@ -189,6 +190,8 @@ pub struct DeleteParams {
     pub grace_period_seconds: Option<i64>,
     pub preconditions: Option<Preconditions>,
     pub propagation_policy: Option<String>,
+    /// The deprecated form of `propagationPolicy`: `true` is `Orphan`, `false` `Background`.
+    pub orphan_dependents: Option<bool>,
     /// Dry runs are not supported: a non-empty list is refused rather than ignored.
     #[serde(default)]
     pub dry_run: Vec<String>,
@@ -908,6 +911,7 @@ impl Registry {
                 )],
             });
         }
+        let propagation = garbage_collector::requested(params)?;
         for _ in 0..PATCH_RETRIES {
             let kv = self.get_kv(resource, namespace, name).await?;
             let obj = decode_kv(&kv)?;
@@ -938,10 +942,16 @@ impl Registry {
                 }
             }
             let key = key(resource, namespace, name);
-            let has_finalizers = object::meta(&obj)
-                .and_then(|m| m.get("finalizers"))
-                .and_then(Value::as_array)
-                .is_some_and(|f| !f.is_empty());
+            // The garbage collector's finalizers, as the propagation policy asks.
+            let gc_finalizers =
+                garbage_collector::finalizers_after_delete(resource, &obj, propagation);
+            let has_finalizers = match &gc_finalizers {
+                Some(f) => !f.is_empty(),
+                None => object::meta(&obj)
+                    .and_then(|m| m.get("finalizers"))
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| !f.is_empty()),
+            };
             let grace = strategy.graceful_delete_seconds(&obj, params.grace_period_seconds);
             let wait = resource.plural == "namespaces" || has_finalizers || grace.is_some();
             if !wait {
@@ -964,19 +974,40 @@ impl Registry {
                 .get("deletionGracePeriodSeconds")
                 .and_then(Value::as_i64);
             let grace = grace.unwrap_or(0);
-            if current_grace.is_some_and(|g| g <= grace) && meta.contains_key("deletionTimestamp") {
-                // Already being deleted at least this fast.
-                return Ok(Deleted::Pending(obj));
+            let deleting = meta.contains_key("deletionTimestamp");
+            if deleting && current_grace.is_some_and(|g| g <= grace) {
+                // Already being deleted at least this fast. As in Kubernetes, the
+                // finalizers of a deletion that only waits for them (no grace period
+                // left) still follow a new policy; a graceful one keeps its own.
+                if gc_finalizers.is_none() || current_grace != Some(0) {
+                    return Ok(Deleted::Pending(obj));
+                }
+            } else {
+                if !deleting
+                    && let Some(g) = meta.get("generation").and_then(Value::as_i64)
+                    && g > 0
+                {
+                    meta.insert("generation".into(), json!(g + 1));
+                }
+                // Any grace period is accepted; the timestamp saturates far in the future.
+                let at = jiff::Timestamp::now()
+                    .checked_add(jiff::SignedDuration::from_secs(grace))
+                    .unwrap_or(jiff::Timestamp::MAX);
+                meta.insert(
+                    "deletionTimestamp".into(),
+                    Value::String(object::format_time(at)),
+                );
+                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
             }
-            // Any grace period is accepted; the timestamp saturates far in the future.
-            let at = jiff::Timestamp::now()
-                .checked_add(jiff::SignedDuration::from_secs(grace))
-                .unwrap_or(jiff::Timestamp::MAX);
-            meta.insert(
-                "deletionTimestamp".into(),
-                Value::String(object::format_time(at)),
-            );
-            meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            match gc_finalizers {
+                Some(f) if f.is_empty() => {
+                    meta.remove("finalizers");
+                }
+                Some(f) => {
+                    meta.insert("finalizers".into(), json!(f));
+                }
+                None => {}
+            }
             if resource.plural == "namespaces" {
                 marked["status"] = json!({"phase": "Terminating"});
             }
@@ -1050,13 +1081,14 @@ impl Registry {
                     if object::meta(&item).is_some_and(|m| m.contains_key("deletionTimestamp")) {
                         continue;
                     }
+                    // In the background, as Kubernetes' namespace controller deletes:
+                    // jobs and replication controllers would orphan by default.
+                    let params = DeleteParams {
+                        propagation_policy: Some("Background".to_string()),
+                        ..DeleteParams::default()
+                    };
                     match self
-                        .delete(
-                            r,
-                            Some(&name),
-                            object::name(&item),
-                            &DeleteParams::default(),
-                        )
+                        .delete(r, Some(&name), object::name(&item), &params)
                         .await
                     {
                         Ok(_) | Err(ApiError::NotFound { .. }) => {}

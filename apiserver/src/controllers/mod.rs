@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use minik8s_api::resource::{
-    DAEMON_SETS, DEPLOYMENTS, JOBS, NODES, PODS, REPLICA_SETS, REPLICATION_CONTROLLERS,
-    ResourceInfo, SERVICES, STATEFUL_SETS, TASKSETS,
+    CONFIG_MAPS, CONTROLLER_REVISIONS, DAEMON_SETS, DEPLOYMENTS, JOBS, NODES, PODS, REPLICA_SETS,
+    REPLICATION_CONTROLLERS, ResourceInfo, SECRETS, SERVICES, STATEFUL_SETS, TASKSETS,
 };
 use tokio::sync::watch;
 
@@ -64,8 +64,12 @@ impl Default for ControllerConfig {
     }
 }
 
-/// The resources whose changes wake the controllers.
+/// The resources whose changes wake the controllers (the garbage collector's owners
+/// among them).
 const WATCHED: &[&ResourceInfo] = &[
+    &CONFIG_MAPS,
+    &SECRETS,
+    &CONTROLLER_REVISIONS,
     &PODS,
     &NODES,
     &TASKSETS,
