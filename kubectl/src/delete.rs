@@ -67,6 +67,13 @@ pub struct DeleteArgs {
           require_equals = true, value_name = "BOOL")]
     pub ignore_not_found: Option<bool>,
 
+    /// What happens to the objects' dependents: `background` (the default; also
+    /// `true`, or the flag alone), `foreground` (dependents first; the object waits for
+    /// them) or `orphan` (also `false`: dependents are kept, without the owner).
+    #[arg(long, default_value = "background", num_args = 0..=1,
+          default_missing_value = "background", require_equals = true, value_name = "MODE")]
+    pub cascade: String,
+
     /// Output format: name (`pod/web` per deleted object).
     #[arg(short = 'o', long, value_name = "FORMAT")]
     pub output: Option<String>,
@@ -98,6 +105,7 @@ pub async fn run(args: DeleteArgs, session: &mut Session, io: &mut Io<'_>) -> Re
             )));
         }
     };
+    let cascade = parse_cascade(&args.cascade, io)?;
     let timeout = parse_duration(&args.timeout).ok_or_else(|| {
         Error::msg(format!(
             "invalid argument {:?} for \"--timeout\" flag",
@@ -126,7 +134,7 @@ pub async fn run(args: DeleteArgs, session: &mut Session, io: &mut Io<'_>) -> Re
     }
     let params = DeleteParams {
         grace_period_seconds: (grace >= 0).then_some(grace),
-        propagation_policy: Some(PropagationPolicy::Background),
+        propagation_policy: Some(cascade),
         ..DeleteParams::default()
     };
     let operation = if grace == 0 {
@@ -185,6 +193,30 @@ pub async fn run(args: DeleteArgs, session: &mut Session, io: &mut Io<'_>) -> Re
         }
     }
     Error::collect(errors)
+}
+
+/// `--cascade` as kubectl reads it: a mode, or (deprecated) a boolean in any of Go's
+/// spellings, `true` meaning background and `false` orphan.
+fn parse_cascade(value: &str, io: &mut Io<'_>) -> Result<PropagationPolicy> {
+    let (policy, replacement) = match value {
+        "background" => return Ok(PropagationPolicy::Background),
+        "foreground" => return Ok(PropagationPolicy::Foreground),
+        "orphan" => return Ok(PropagationPolicy::Orphan),
+        other => match minik8s_api::query::parse_bool(other) {
+            Some(true) => (PropagationPolicy::Background, "background"),
+            Some(false) => (PropagationPolicy::Orphan, "orphan"),
+            None => {
+                return Err(Error::msg(format!(
+                    "invalid cascade value ({other}). Must be \"background\", \"foreground\", or \"orphan\""
+                )));
+            }
+        },
+    };
+    writeln!(
+        io.err,
+        "warning: --cascade={value} is deprecated (boolean value) and can be replaced with --cascade={replacement}."
+    )?;
+    Ok(policy)
 }
 
 /// The objects named by files, names or selectors.
