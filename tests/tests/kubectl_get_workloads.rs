@@ -322,6 +322,17 @@ async fn workloads_print_what_the_real_kubectl_prints() {
         );
         assert!(!ours.out.is_empty(), "kubectl {args:?} printed nothing");
     }
+    // Without headers there is no AGE to mask by, and no blank line between the tables:
+    // the same lines, the same names, cell for cell up to the age.
+    let args = ["get", "all", "--no-headers", "-n", NS];
+    let (ours, real) = (c.kubectl(&args).await, c.real_kubectl(&args).await);
+    let before_age = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    assert_eq!(before_age(ours.ok()), before_age(&real.out), "{args:?}");
+    assert!(!ours.out.contains("\n\n"), "{}", ours.out);
     // A few cells, so that the comparison above is not of two empty or equally wrong
     // tables.
     let wide = c
