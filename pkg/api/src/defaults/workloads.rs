@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{PodTemplateSpec, ReplicationController, Secret}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{default_num, default_pod_spec, default_str};
+use super::{default_pod_spec, default_str};
 
 /// Labels the Job controller selects its pods by; `JOB_UID_LABEL` also stands in the
 /// generated selector.
@@ -21,6 +21,12 @@ pub const JOB_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
 pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
 const LEGACY_JOB_UID_LABEL: &str = "controller-uid";
 const LEGACY_JOB_NAME_LABEL: &str = "job-name";
+
+/// These counts are pointers in Kubernetes' types: only an absent one is defaulted, so a
+/// deliberate 0 (scaled to zero, no history kept) stays.
+fn default_unset(field: &mut Option<i32>, value: i32) {
+    field.get_or_insert(value);
+}
 
 fn default_template(template: &mut PodTemplateSpec) {
     default_pod_spec(template.spec.get_or_insert_with(Default::default));
@@ -34,9 +40,9 @@ fn quarter() -> IntOrString {
 /// kept; a 600 s progress deadline; the pod template's defaults.
 pub fn default_deployment(d: &mut Deployment) {
     let spec = d.spec.get_or_insert_with(Default::default);
-    default_num(&mut spec.replicas, 1);
-    default_num(&mut spec.revision_history_limit, 10);
-    default_num(&mut spec.progress_deadline_seconds, 600);
+    default_unset(&mut spec.replicas, 1);
+    default_unset(&mut spec.revision_history_limit, 10);
+    default_unset(&mut spec.progress_deadline_seconds, 600);
     let strategy = spec
         .strategy
         .get_or_insert_with(DeploymentStrategy::default);
@@ -54,7 +60,7 @@ pub fn default_deployment(d: &mut Deployment) {
 /// Replicas 1 and the pod template's defaults.
 pub fn default_replica_set(rs: &mut ReplicaSet) {
     let spec = rs.spec.get_or_insert_with(Default::default);
-    default_num(&mut spec.replicas, 1);
+    default_unset(&mut spec.replicas, 1);
     if let Some(t) = &mut spec.template {
         default_template(t);
     }
@@ -64,7 +70,7 @@ pub fn default_replica_set(rs: &mut ReplicaSet) {
 /// labels when not given (as `core/v1` does); the pod template's defaults.
 pub fn default_replication_controller(rc: &mut ReplicationController) {
     let spec = rc.spec.get_or_insert_with(Default::default);
-    default_num(&mut spec.replicas, 1);
+    default_unset(&mut spec.replicas, 1);
     if let Some(t) = &mut spec.template {
         let labels = t
             .metadata
@@ -85,8 +91,8 @@ pub fn default_replication_controller(rc: &mut ReplicationController) {
 /// retained; the pod template's defaults.
 pub fn default_stateful_set(s: &mut StatefulSet) {
     let spec = s.spec.get_or_insert_with(Default::default);
-    default_num(&mut spec.replicas, 1);
-    default_num(&mut spec.revision_history_limit, 10);
+    default_unset(&mut spec.replicas, 1);
+    default_unset(&mut spec.revision_history_limit, 10);
     default_str(&mut spec.pod_management_policy, "OrderedReady");
     let strategy = spec
         .update_strategy
@@ -96,7 +102,7 @@ pub fn default_stateful_set(s: &mut StatefulSet) {
         let ru = strategy
             .rolling_update
             .get_or_insert_with(RollingUpdateStatefulSetStrategy::default);
-        default_num(&mut ru.partition, 0);
+        default_unset(&mut ru.partition, 0);
     }
     let retention = spec
         .persistent_volume_claim_retention_policy
@@ -110,7 +116,7 @@ pub fn default_stateful_set(s: &mut StatefulSet) {
 /// template's defaults.
 pub fn default_daemon_set(ds: &mut DaemonSet) {
     let spec = ds.spec.get_or_insert_with(Default::default);
-    default_num(&mut spec.revision_history_limit, 10);
+    default_unset(&mut spec.revision_history_limit, 10);
     let strategy = spec
         .update_strategy
         .get_or_insert_with(DaemonSetUpdateStrategy::default);
@@ -213,6 +219,10 @@ mod tests {
         .unwrap();
         default_deployment(&mut r);
         assert!(r.spec.unwrap().strategy.unwrap().rolling_update.is_none());
+        let mut zero: ReplicaSet =
+            serde_json::from_value(json!({"spec": {"replicas": 0, "selector": {}}})).unwrap();
+        default_replica_set(&mut zero);
+        assert_eq!(zero.spec.unwrap().replicas, Some(0), "scaled to zero stays");
     }
 
     #[test]
