@@ -274,6 +274,11 @@ async fn create_pods(
                 Ok(Some(pod)) => created.push(pod),
                 // A generated name taken already: this round makes one pod fewer.
                 Ok(None) => {}
+                // Nothing can be created in a namespace being deleted; Kubernetes does
+                // not report that as a failure.
+                Err(ApiError::Forbidden(m)) if m.contains("because it is being terminated") => {
+                    return (created, None);
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
