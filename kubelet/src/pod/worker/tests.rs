@@ -964,3 +964,50 @@ async fn a_status_the_api_server_did_not_take_is_sent_again_soon() {
     assert_eq!(h.phase(), "Running");
     assert_eq!(h.api.statuses.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_missing_configmap_holds_the_container_until_it_appears_and_wakes_the_worker() {
+    let mut h = Harness::new(pod(json!({
+        "containers": [app("main", json!({
+            "env": [{"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode"}}}],
+            "volumeMounts": [{"name": "files", "mountPath": "/etc/cfg", "readOnly": false}],
+        }))],
+        "volumes": [{"name": "files", "configMap": {"name": "cfg", "optional": true}}],
+    })));
+    h.sync().await;
+    assert_eq!(
+        h.waiting_reason("main").as_deref(),
+        Some("CreateContainerConfigError")
+    );
+    let message = h
+        .container_status("main")
+        .state
+        .unwrap()
+        .waiting
+        .unwrap()
+        .message;
+    assert_eq!(message.as_deref(), Some("configmap \"cfg\" not found"));
+
+    // Its arrival wakes the worker, and the next pass starts the container.
+    let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "cfg", "namespace": "default"}, "data": {"mode": "fast"}
+    }))
+    .unwrap();
+    h.worker.env.objects.apply_config_map(cm);
+    tokio::time::timeout(Duration::from_secs(1), h.wake.notified())
+        .await
+        .expect("the worker is woken");
+    h.sync().await;
+    let config = h.fake.config(&h.latest("main").id).unwrap();
+    assert!(config.env.contains(&("MODE".into(), "fast".into())));
+    let mount = config
+        .mounts
+        .iter()
+        .find(|m| m.target == "/etc/cfg")
+        .unwrap();
+    assert!(mount.read_only);
+    assert_eq!(
+        std::fs::read_to_string(mount.source.join("mode")).unwrap(),
+        "fast"
+    );
+}
