@@ -496,3 +496,45 @@ async fn delete_options_on_the_wire() {
         "{out:?}"
     );
 }
+
+/// Owners and dependents of other kinds: a ReplicaSet's pod and secret, and a pod whose
+/// TaskSet owner, named under the original group, never existed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_and_dependents_of_other_kinds() {
+    let c = cluster(Backend::Embedded).await;
+    let rest = rest(&c);
+    let rss = "/apis/apps/v1/namespaces/default/replicasets";
+    // No replicas, and a selector the dependents do not match: no controller touches them.
+    let rs = rest
+        .create(
+            rss,
+            &json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "rs"},
+                    "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "rs"}},
+                             "template": {"metadata": {"labels": {"app": "rs"}},
+                                          "spec": {"containers": [{"name": "c",
+                                                   "image": "minik8s/busybox:latest"}]}}}}),
+        )
+        .await;
+    pod(&rest, "rs-pod", &[owner_ref(&rs, true)]).await;
+    let secrets = "/api/v1/namespaces/default/secrets";
+    rest.create(
+        secrets,
+        &json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": meta("rs-secret", &[owner_ref(&rs, false)])}),
+    )
+    .await;
+    let ghost = json!({"apiVersion": "octopus.openi.pcl.cn/v1alpha1", "kind": "TaskSet",
+                       "name": "gone", "uid": "11111111-1111-1111-1111-111111111111"});
+    pod(&rest, "taskset-pod", &[ghost]).await;
+    wait_gone(&rest, &format!("{PODS}/taskset-pod")).await;
+
+    collector_ran(&rest, "kinds").await;
+    assert!(get(&rest, &format!("{PODS}/rs-pod")).await.is_some());
+    let out = c
+        .real_kubectl(&["delete", "replicaset", "rs", "--cascade=foreground"])
+        .await;
+    assert_eq!(out.ok(), "replicaset.apps \"rs\" deleted\n");
+    assert_eq!(get(&rest, &format!("{rss}/rs")).await, None);
+    assert_eq!(get(&rest, &format!("{PODS}/rs-pod")).await, None);
+    wait_gone(&rest, &format!("{secrets}/rs-secret")).await;
+}
