@@ -793,26 +793,44 @@ async fn write(registry: &Registry, current: &Value, status: &JobStatus) -> Resu
     }
 }
 
-/// Removes the tracking finalizer; false if the pod could not be changed (gone counts as
-/// done).
+/// Removes the tracking finalizer (the whole list once it is the last, as Kubernetes
+/// leaves out an empty one); false if the pod could not be changed (gone counts as done).
 async fn remove_finalizer(registry: &Registry, pod: &Value) -> Result<bool> {
-    let patch = json!({"metadata": {"$deleteFromPrimitiveList/finalizers": [TRACKING_FINALIZER]}});
-    match registry
-        .patch(
-            &PODS,
-            Some(object::namespace(pod)),
-            object::name(pod),
-            PatchType::Strategic,
-            &patch,
-            Part::Main,
-            FieldValidation::Ignore,
-        )
-        .await
-    {
-        Ok(_) | Err(ApiError::NotFound { .. }) => Ok(true),
-        Err(ApiError::Conflict { .. }) => Ok(false),
-        Err(e) => Err(e),
+    let (ns, name) = (object::namespace(pod), object::name(pod));
+    for _ in 0..3 {
+        let current = match registry.get(&PODS, Some(ns), name).await {
+            Ok(p) if uid(&p) == uid(pod) => p,
+            Ok(_) | Err(ApiError::NotFound { .. }) => return Ok(true),
+            Err(e) => return Err(e),
+        };
+        let rest: Vec<&Value> = current["metadata"]["finalizers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| *f != TRACKING_FINALIZER)
+            .collect();
+        let patch = json!({"metadata": {
+            "resourceVersion": object::meta_str(&current, "resourceVersion"),
+            "finalizers": if rest.is_empty() { Value::Null } else { json!(rest) },
+        }});
+        match registry
+            .patch(
+                &PODS,
+                Some(ns),
+                name,
+                PatchType::Merge,
+                &patch,
+                Part::Main,
+                FieldValidation::Ignore,
+            )
+            .await
+        {
+            Ok(_) | Err(ApiError::NotFound { .. }) => return Ok(true),
+            Err(ApiError::Conflict { .. }) => continue,
+            Err(e) => return Err(e),
+        }
     }
+    Ok(false)
 }
 
 /// Deletes `pods`, recording each; how many were deleted, and how many of them were ready.
