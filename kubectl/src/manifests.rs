@@ -299,7 +299,7 @@ mod tests {
     fn unknown_kinds_name_the_known_ones() {
         let (mut manifests, _) = parse_tolerant(
             "d.yaml",
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n",
+            "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: web\n",
         );
         let object = SourcedObject {
             source: "d.yaml".into(),
@@ -308,7 +308,7 @@ mod tests {
         let e = object.resource().unwrap_err().render();
         assert!(
             e.starts_with(
-                "error: resource mapping not found for name: \"web\" namespace: \"\" from \"d.yaml\": no matches for kind \"Deployment\" in version \"apps/v1\"\nknown kinds: "
+                "error: resource mapping not found for name: \"web\" namespace: \"\" from \"d.yaml\": no matches for kind \"CronJob\" in version \"batch/v1\"\nknown kinds: "
             ),
             "{e}"
         );
