@@ -141,7 +141,7 @@ async fn reconcile_one(registry: &Registry, set: &Value, pods: &[&Value]) -> Res
             condemned.push((ord, pod.clone()));
         }
     }
-    condemned.sort_by(|a, b| b.0.cmp(&a.0));
+    condemned.sort_by_key(|(ord, _)| std::cmp::Reverse(*ord));
 
     if !deleting(set) {
         manage(registry, set, &spec, &revs, &mut members, &mut condemned).await?;
