@@ -182,7 +182,7 @@ async fn invalid_objects_list_their_causes() {
 async fn good_documents_go_through_bad_ones_are_reported() {
     let c = Cluster::start().await;
     let text = format!(
-        "{POD}---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: broken: here\n---\n{}---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: dep\n---\n{}---\n{}",
+        "{POD}---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: broken: here\n---\n{}---\napiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: dep\n---\n{}---\n{}",
         POD.replace("name: web", "name: invalid")
             .replace("nginx:1.25", "\"\""),
         POD.replace("name: web\n", "name: second\n"),
@@ -197,8 +197,8 @@ async fn good_documents_go_through_bad_ones_are_reported() {
         format!(
             "error parsing {file}: line 13, column 15: mapping values are not allowed in this context\n\
              Error from server (Invalid): error when creating \"{file}\": Pod \"invalid\" is invalid: spec.containers[0].image: Required value\n\
-             resource mapping not found for name: \"dep\" namespace: \"\" from \"{file}\": no matches for kind \"Deployment\" in version \"apps/v1\"\n\
-             known kinds: EndpointSlice (discovery.k8s.io/v1), Endpoints (v1), Event (v1), Namespace (v1), Node (v1), Pod (v1), Service (v1), TaskSet (minik8s.io/v1alpha1)\n\
+             resource mapping not found for name: \"dep\" namespace: \"\" from \"{file}\": no matches for kind \"CronJob\" in version \"batch/v1\"\n\
+             known kinds: ConfigMap (v1), ControllerRevision (apps/v1), DaemonSet (apps/v1), Deployment (apps/v1), EndpointSlice (discovery.k8s.io/v1), Endpoints (v1), Event (v1), Job (batch/v1), Namespace (v1), Node (v1), Pod (v1), ReplicaSet (apps/v1), ReplicationController (v1), Secret (v1), Service (v1), StatefulSet (apps/v1), TaskSet (minik8s.io/v1alpha1)\n\
              Error from server (AlreadyExists): error when creating \"{file}\": pods \"web\" already exists\n"
         )
     );
@@ -209,21 +209,21 @@ async fn good_documents_go_through_bad_ones_are_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_types_and_kinds_name_the_known_ones() {
     let c = Cluster::start().await;
-    let out = c.kubectl(&["get", "deployments"]).await;
+    let out = c.kubectl(&["get", "cronjobs"]).await;
     assert_eq!(out.code, 1);
     assert_eq!(
         out.err,
-        "error: the server doesn't have a resource type \"deployments\"\nknown resource types: endpoints (ep), endpointslices, events (ev), namespaces (ns), nodes (no), pods (po), services (svc), tasksets (ts)\n"
+        "error: the server doesn't have a resource type \"cronjobs\"\nknown resource types: configmaps (cm), controllerrevisions, daemonsets (ds), deployments (deploy), endpoints (ep), endpointslices, events (ev), jobs, namespaces (ns), nodes (no), pods (po), replicasets (rs), replicationcontrollers (rc), secrets, services (svc), statefulsets (sts), tasksets (ts)\n"
     );
     let file = c.write(
         "dep.yaml",
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n",
+        "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: d\n",
     );
     let out = c.kubectl(&["apply", "-f", &file]).await;
     assert_eq!(
         out.err,
         format!(
-            "error: resource mapping not found for name: \"d\" namespace: \"\" from \"{file}\": no matches for kind \"Deployment\" in version \"apps/v1\"\nknown kinds: EndpointSlice (discovery.k8s.io/v1), Endpoints (v1), Event (v1), Namespace (v1), Node (v1), Pod (v1), Service (v1), TaskSet (minik8s.io/v1alpha1)\n"
+            "error: resource mapping not found for name: \"d\" namespace: \"\" from \"{file}\": no matches for kind \"CronJob\" in version \"batch/v1\"\nknown kinds: ConfigMap (v1), ControllerRevision (apps/v1), DaemonSet (apps/v1), Deployment (apps/v1), EndpointSlice (discovery.k8s.io/v1), Endpoints (v1), Event (v1), Job (batch/v1), Namespace (v1), Node (v1), Pod (v1), ReplicaSet (apps/v1), ReplicationController (v1), Secret (v1), Service (v1), StatefulSet (apps/v1), TaskSet (minik8s.io/v1alpha1)\n"
         )
     );
 }
