@@ -39,9 +39,22 @@ pub struct WriteArgs {
     pub validate: String,
 }
 
-pub type CreateArgs = WriteArgs;
+/// `create -f FILE`, or `create KIND NAME` with the flags of that kind.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct CreateArgs {
+    #[command(subcommand)]
+    pub kind: Option<crate::create_workloads::CreateKind>,
+
+    #[command(flatten)]
+    pub write: WriteArgs,
+}
 
 pub async fn run(args: CreateArgs, session: &mut Session, io: &mut Io<'_>) -> Result<()> {
+    if let Some(kind) = args.kind {
+        return crate::create_workloads::run(kind, session, io).await;
+    }
+    let args = args.write;
     for_each_object(
         &args,
         "create",
