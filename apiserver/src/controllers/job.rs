@@ -1114,4 +1114,201 @@ mod tests {
         ));
         assert_eq!(s.conditions.as_ref().unwrap().len(), 1);
     }
+
+    mod with_a_store {
+        use std::sync::Arc;
+
+        use minik8s_storage::Store;
+        use minik8s_storage::embedded::EmbeddedStore;
+
+        use super::*;
+
+        async fn registry(dir: &tempfile::TempDir) -> Registry {
+            let store: Arc<dyn Store> =
+                Arc::new(EmbeddedStore::open(&dir.path().join("s.redb")).unwrap());
+            // `default` is made by the registry itself.
+            Registry::new(store, 100).await.unwrap()
+        }
+
+        async fn create_job(r: &Registry, name: &str, spec: Value) -> Value {
+            let mut spec = spec;
+            spec["template"] = json!({"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox"}]}});
+            let job = json!({"apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": name, "namespace": "default"}, "spec": spec});
+            r.create(&JOBS, Some("default"), job, FieldValidation::Ignore)
+                .await
+                .unwrap()
+                .object
+        }
+
+        async fn job(r: &Registry, name: &str) -> Value {
+            r.get(&JOBS, Some("default"), name).await.unwrap()
+        }
+
+        async fn pods(r: &Registry) -> Vec<Value> {
+            let f = Filter::new(&PODS, Some("default".into()), None, None).unwrap();
+            let mut pods = r.list(&PODS, &f, &ListParams::default()).await.unwrap().0;
+            pods.sort_by_key(|p| object::name(p).to_string());
+            pods
+        }
+
+        async fn patch(
+            r: &Registry,
+            res: &'static minik8s_api::resource::ResourceInfo,
+            name: &str,
+            body: Value,
+            part: Part,
+        ) {
+            r.patch(
+                res,
+                Some("default"),
+                name,
+                PatchType::Merge,
+                &body,
+                part,
+                FieldValidation::Ignore,
+            )
+            .await
+            .unwrap();
+        }
+
+        fn names(pods: &[Value]) -> Vec<String> {
+            pods.iter().map(|p| object::name(p).to_string()).collect()
+        }
+
+        /// A crash after any step of counting a pod neither loses nor doubles it.
+        #[tokio::test]
+        async fn each_pod_is_counted_once_whatever_step_a_restart_falls_on() {
+            let dir = tempfile::tempdir().unwrap();
+            let r = registry(&dir).await;
+            create_job(&r, "count", json!({"completions": 2, "parallelism": 2})).await;
+            reconcile(&r).await.unwrap();
+            let made = pods(&r).await;
+            assert_eq!(made.len(), 2);
+            assert!(made.iter().all(has_finalizer));
+            let (a, b) = (names(&made)[0].clone(), names(&made)[1].clone());
+            let uid_a = uid(&made[0]).to_string();
+            let uid_b = uid(&made[1]).to_string();
+
+            // Stopped after writing `a` as uncounted, before its finalizer went.
+            patch(
+                &r,
+                &PODS,
+                &a,
+                json!({"status": {"phase": "Succeeded"}}),
+                Part::Status,
+            )
+            .await;
+            patch(
+                &r,
+                &JOBS,
+                "count",
+                json!({"status": {"uncountedTerminatedPods": {"succeeded": [uid_a]}}}),
+                Part::Status,
+            )
+            .await;
+            reconcile(&r).await.unwrap();
+            let j = job(&r, "count").await;
+            assert_eq!(j["status"]["succeeded"], 1, "{j:#}");
+            assert_eq!(j["status"]["uncountedTerminatedPods"], json!({}));
+            assert!(!has_finalizer(
+                &r.get(&PODS, Some("default"), &a).await.unwrap()
+            ));
+
+            // Stopped after removing `b`'s finalizer, before moving it into the count.
+            patch(
+                &r,
+                &PODS,
+                &b,
+                json!({"status": {"phase": "Succeeded"}}),
+                Part::Status,
+            )
+            .await;
+            patch(
+                &r,
+                &JOBS,
+                "count",
+                json!({"status": {"uncountedTerminatedPods": {"succeeded": [uid_b]}}}),
+                Part::Status,
+            )
+            .await;
+            patch(
+                &r,
+                &PODS,
+                &b,
+                json!({"metadata": {"finalizers": null}}),
+                Part::Main,
+            )
+            .await;
+            for _ in 0..3 {
+                reconcile(&r).await.unwrap();
+            }
+            let j = job(&r, "count").await;
+            assert_eq!(j["status"]["succeeded"], 2, "{j:#}");
+            assert!(finished(&serde_json::from_value(j["status"].clone()).unwrap()).is_some());
+            assert_eq!(pods(&r).await.len(), 2, "no pod made after the end");
+        }
+
+        #[tokio::test]
+        async fn a_suspended_job_runs_nothing_until_resumed() {
+            let dir = tempfile::tempdir().unwrap();
+            let r = registry(&dir).await;
+            create_job(
+                &r,
+                "later",
+                json!({"suspend": true, "parallelism": 2, "completions": 4}),
+            )
+            .await;
+            reconcile(&r).await.unwrap();
+            assert!(pods(&r).await.is_empty());
+            let j = job(&r, "later").await;
+            let c = &j["status"]["conditions"][0];
+            assert_eq!(
+                (&c["type"], &c["status"], &c["reason"], &c["message"]),
+                (
+                    &json!("Suspended"),
+                    &json!("True"),
+                    &json!("JobSuspended"),
+                    &json!("Job suspended")
+                )
+            );
+            assert!(j["status"].get("startTime").is_none());
+
+            patch(
+                &r,
+                &JOBS,
+                "later",
+                json!({"spec": {"suspend": false}}),
+                Part::Main,
+            )
+            .await;
+            reconcile(&r).await.unwrap();
+            assert_eq!(pods(&r).await.len(), 2);
+            let j = job(&r, "later").await;
+            let c = &j["status"]["conditions"][0];
+            assert_eq!(
+                (&c["status"], &c["reason"]),
+                (&json!("False"), &json!("JobResumed"))
+            );
+            assert!(j["status"]["startTime"].is_string());
+            assert_eq!(j["status"]["active"], 2);
+
+            // Suspended again: its pods go (unscheduled, at once), counted as failed.
+            patch(
+                &r,
+                &JOBS,
+                "later",
+                json!({"spec": {"suspend": true}}),
+                Part::Main,
+            )
+            .await;
+            reconcile(&r).await.unwrap();
+            reconcile(&r).await.unwrap();
+            assert!(pods(&r).await.is_empty());
+            let j = job(&r, "later").await;
+            assert!(j["status"].get("active").is_none(), "{j:#}");
+            assert_eq!(j["status"]["conditions"][0]["status"], "True");
+        }
+    }
 }
