@@ -247,6 +247,21 @@ async fn kubectl_create_job_runs_to_completion() {
             "Completed: Job completed".to_string()
         ]
     );
+    // `kubectl create job` as it is, sent straight: the Job is stored, its image pull
+    // policy defaulted from the `:latest` tag as Kubernetes does.
+    let (code, out) = c
+        .kubectl(
+            &["create", "job", "plain", "--image", BUSYBOX, "--", "true"],
+            None,
+        )
+        .await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.trim(), "job.batch/plain created");
+    let plain = c.job("plain").await.unwrap();
+    let container = &plain["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["command"], json!(["true"]));
+    assert_eq!(container["imagePullPolicy"], "Always");
+    assert_eq!(plain["spec"]["template"]["spec"]["restartPolicy"], "Never");
     let (code, table) = c.kubectl(&["get", "jobs"], None).await;
     assert_eq!(code, 0, "{table}");
     assert!(table.contains("hello"), "{table}");
