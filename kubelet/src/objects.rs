@@ -162,6 +162,12 @@ impl ConfigObjects {
         Arc::new(objects)
     }
 
+    /// As if each kind had been listed or not (tests of what waits for a list).
+    #[cfg(test)]
+    pub(crate) fn set_listed(&self, config_maps: bool, secrets: bool) {
+        self.listed.send_replace((config_maps, secrets));
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -1,5 +1,6 @@
-//! Pods: turning a pod's spec into containers (`spec`), running and watching them (the
-//! `worker`, with its `probe`s), and reporting on them (`status`).
+//! Pods: turning a pod's spec into containers (`spec`, with the variables of
+//! `config_env` and `service_env`), running and watching them (the `worker`, with its
+//! `probe`s), and reporting on them (`status`).
 
 pub mod api;
 pub mod config_env;

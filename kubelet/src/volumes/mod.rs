@@ -230,15 +230,15 @@ pub async fn set_up(
         volume: volume.name.clone(),
         message,
     };
-    if let Err(e) = objects.wait_listed().await {
-        return Err(error(volumes[0], e));
-    }
+    // Never listed (the API server is away): volumes written before keep their files.
+    let listed = objects.wait_listed().await;
     for volume in volumes {
         let Some(dir) = dir(root, uid, volume) else {
             continue;
         };
         let written_before = atomic_writer::current_version(&dir).is_some();
         let result = async {
+            listed.clone()?;
             let payload = wanted(volume, namespace, objects)?;
             if volume.secret.is_some() {
                 prepare_secret_dir(&dir).await?;

@@ -186,3 +186,26 @@ fn config_and_secret_mounts_are_read_only() {
     let ro: Vec<bool> = mounts.iter().map(|m| m.read_only).collect();
     assert_eq!(ro, [true, false, true]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn written_volumes_stay_usable_while_the_objects_were_never_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = pod(json!([{"name": "cfg", "configMap": {"name": "cfg"}}]));
+    let listed = ConfigObjects::fixed(vec![cm()], vec![]);
+    assert!(set_up(&p, tmp.path(), &listed).await.unwrap().is_empty());
+    // A restarted kubelet whose API server is away.
+    let unlisted = ConfigObjects::fixed(vec![], vec![]);
+    unlisted.set_listed(false, false);
+    let warnings = set_up(&p, tmp.path(), &unlisted).await.unwrap();
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0]
+            .message
+            .contains("failed to sync configmap cache"),
+        "{:?}",
+        warnings
+    );
+    // A new pod's volume must wait.
+    let other = tempfile::tempdir().unwrap();
+    assert!(set_up(&p, other.path(), &unlisted).await.is_err());
+}
