@@ -458,7 +458,8 @@ async fn delete(registry: &Registry, n: &Node, policy: Propagation) -> Result<()
         .delete(n.resource, n.namespace(), &n.meta.name, &params)
         .await
     {
-        Ok(_) | Err(ApiError::NotFound { .. }) => Ok(()),
+        // Changed or gone since it was read: the next pass looks again.
+        Ok(_) | Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -479,7 +480,8 @@ async fn patch_meta(registry: &Registry, n: &Node, fields: Value) -> Result<()> 
         )
         .await
     {
-        Ok(_) | Err(ApiError::NotFound { .. }) => Ok(()),
+        // Changed or gone since it was read: the next pass looks again.
+        Ok(_) | Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -487,9 +489,11 @@ async fn patch_meta(registry: &Registry, n: &Node, fields: Value) -> Result<()> 
 /// Re-reads the owner references of `n` from the store, as the snapshot keeps only what
 /// the collector decodes of them.
 async fn set_owner_refs(registry: &Registry, n: &Node, keep: &[&OwnerRef]) -> Result<()> {
-    let current = registry
-        .get(n.resource, n.namespace(), &n.meta.name)
-        .await?;
+    let current = match registry.get(n.resource, n.namespace(), &n.meta.name).await {
+        Ok(current) => current,
+        Err(ApiError::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    };
     let keep_uids: HashSet<&str> = keep.iter().map(|r| r.uid.as_str()).collect();
     let refs: Vec<Value> = current["metadata"]["ownerReferences"]
         .as_array()
