@@ -1,6 +1,6 @@
 //! Kubernetes' protobuf encoding: the real kubectl's `create <kind>` generators send it
-//! (`create namespace` and `create service` are those whose kinds we serve; `configmap`,
-//! `secret`, `deployment`, `job`, `rolebinding`, `serviceaccount` and `quota` wait for
+//! (`create namespace`, `service`, `configmap`, `secret`, `deployment` and `job` are
+//! those whose kinds we serve; `rolebinding`, `serviceaccount` and `quota` wait for
 //! their kinds), and client-go asks for it first in `Accept`. On both stores.
 
 use std::path::PathBuf;
@@ -23,13 +23,14 @@ struct Kubectl {
 
 impl Kubectl {
     async fn run(&self, args: &[&str]) -> (bool, String, String) {
+        // Global flags first: whatever follows a `--` in `args` is a container's command.
         let out = tokio::process::Command::new(real_kubectl())
-            .args(args)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--cache-dir")
             .arg(&self.cache)
             .arg("--request-timeout=15s")
+            .args(args)
             .env_remove("KUBECONFIG")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -133,6 +134,79 @@ async fn create_generators(backend: Backend) {
     );
 
     create_service(&k).await;
+    create_workloads(&k).await;
+}
+
+/// `kubectl create configmap|secret|deployment|job`: maps, bytes (a secret's data is
+/// base64 in JSON and raw in protobuf), and the apps and batch groups.
+async fn create_workloads(k: &Kubectl) {
+    let made = k
+        .json(&[
+            "create",
+            "configmap",
+            "cfg",
+            "--from-literal=a=1",
+            "--from-literal=b=two",
+            "-o",
+            "json",
+        ])
+        .await;
+    assert_eq!(made["data"], serde_json::json!({"a": "1", "b": "two"}));
+    let read = k.json(&["get", "configmap", "cfg", "-o", "json"]).await;
+    assert_eq!(comparable(made), comparable(read));
+
+    let made = k
+        .json(&[
+            "create",
+            "secret",
+            "generic",
+            "pw",
+            "--from-literal=user=admin",
+            "-o",
+            "json",
+        ])
+        .await;
+    // "admin", base64.
+    assert_eq!(made["data"]["user"], "YWRtaW4=", "{made}");
+    assert_eq!(made["type"], "Opaque");
+    let read = k.json(&["get", "secret", "pw", "-o", "json"]).await;
+    assert_eq!(comparable(made), comparable(read));
+
+    let made = k
+        .json(&[
+            "create",
+            "deployment",
+            "web",
+            "--image=minik8s/busybox:latest",
+            "--replicas=0",
+            "-o",
+            "json",
+        ])
+        .await;
+    assert_eq!(made["apiVersion"], "apps/v1");
+    assert_eq!(made["spec"]["replicas"], 0, "{made}");
+    assert_eq!(made["spec"]["selector"]["matchLabels"]["app"], "web");
+    assert_eq!(made["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+
+    let made = k
+        .json(&[
+            "create",
+            "job",
+            "once",
+            "--image=minik8s/busybox:latest",
+            "-o",
+            "json",
+            "--",
+            "true",
+        ])
+        .await;
+    assert_eq!(made["apiVersion"], "batch/v1");
+    assert_eq!(made["spec"]["completions"], 1, "{made}");
+    let uid = made["metadata"]["uid"].as_str().unwrap();
+    assert_eq!(
+        made["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+        uid
+    );
 }
 
 /// `kubectl create service`: an IntOrString target port by number and by name.
