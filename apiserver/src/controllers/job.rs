@@ -1310,5 +1310,80 @@ mod tests {
             assert!(j["status"].get("active").is_none(), "{j:#}");
             assert_eq!(j["status"]["conditions"][0]["status"], "True");
         }
+
+        #[tokio::test]
+        async fn indexed_pods_carry_their_index_and_each_index_completes_once() {
+            let dir = tempfile::tempdir().unwrap();
+            let r = registry(&dir).await;
+            create_job(
+                &r,
+                "ix",
+                json!({"completionMode": "Indexed", "completions": 3, "parallelism": 2}),
+            )
+            .await;
+            reconcile(&r).await.unwrap();
+            let made = pods(&r).await;
+            let index = |p: &Value| p["metadata"]["annotations"][COMPLETION_INDEX].clone();
+            let mut indexes: Vec<Value> = made.iter().map(index).collect();
+            indexes.sort_by_key(ToString::to_string);
+            assert_eq!(indexes, [json!("0"), json!("1")]);
+            let zero = made.iter().find(|p| index(p) == "0").unwrap();
+            assert!(object::name(zero).starts_with("ix-0-"));
+            assert_eq!(zero["metadata"]["labels"][COMPLETION_INDEX], "0");
+            assert_eq!(zero["spec"]["hostname"], "ix-0");
+            assert_eq!(
+                zero["spec"]["containers"][0]["env"][0],
+                json!({"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+                    "apiVersion": "v1",
+                    "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}})
+            );
+            // Index 0 succeeds: index 2 starts, and 0 is recorded as complete.
+            patch(
+                &r,
+                &PODS,
+                object::name(zero),
+                json!({"status": {"phase": "Succeeded"}}),
+                Part::Status,
+            )
+            .await;
+            reconcile(&r).await.unwrap();
+            reconcile(&r).await.unwrap();
+            let j = job(&r, "ix").await;
+            assert_eq!(j["status"]["completedIndexes"], "0", "{j:#}");
+            assert_eq!(j["status"]["succeeded"], 1);
+            let mut active: Vec<Value> = pods(&r)
+                .await
+                .iter()
+                .filter(|p| owned::pod_active(p))
+                .map(index)
+                .collect();
+            active.sort_by_key(ToString::to_string);
+            assert_eq!(active, [json!("1"), json!("2")]);
+            for p in pods(&r).await.iter().filter(|p| owned::pod_active(p)) {
+                patch(
+                    &r,
+                    &PODS,
+                    object::name(p),
+                    json!({"status": {"phase": "Succeeded"}}),
+                    Part::Status,
+                )
+                .await;
+            }
+            reconcile(&r).await.unwrap();
+            let j = job(&r, "ix").await;
+            assert_eq!(j["status"]["completedIndexes"], "0-2", "{j:#}");
+            assert_eq!(j["status"]["succeeded"], 3);
+            assert_eq!(condition_types(&j), ["SuccessCriteriaMet", "Complete"]);
+            assert_eq!(pods(&r).await.len(), 3);
+        }
+
+        fn condition_types(j: &Value) -> Vec<&str> {
+            j["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["type"].as_str())
+                .collect()
+        }
     }
 }
