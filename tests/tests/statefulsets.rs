@@ -1,7 +1,8 @@
 //! StatefulSets on real Docker, driven with the real kubectl: pods made one after another
 //! (each only once the one before is Ready), a deleted member back under its name, scale
-//! down from the highest ordinal, hostnames that are the pods' names, and a rolling update
-//! from the highest ordinal down to the partition.
+//! down from the highest ordinal, hostnames that are the pods' names, a rolling update
+//! from the highest ordinal down to the partition, and `rollout undo` back to the first
+//! revision.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -380,5 +381,37 @@ async fn a_rolling_update_goes_from_the_top_down_to_the_partition() {
         })
         .collect();
     numbers.sort_by_key(|(_, n)| *n);
-    assert_eq!(numbers, [(old, 1), (new, 2)]);
+    assert_eq!(numbers, [(old.clone(), 1), (new.clone(), 2)]);
+
+    // Undoing goes back to the first template: its revision again, renumbered the newest.
+    kubectl.run(&["rollout", "undo", "statefulset/web"], None);
+    wait_for("the rollback finished", T, || async {
+        let s = kubectl.get(&["sts", "web"])?["status"].clone();
+        (s["updateRevision"] == old.as_str()
+            && s["currentRevision"] == old.as_str()
+            && s["updatedReplicas"] == 3
+            && s["readyReplicas"] == 3)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    let sts = kubectl.json(&["get", "sts", "web"]);
+    assert_eq!(
+        sts["spec"]["template"]["spec"]["containers"][0]["image"],
+        BUSYBOX
+    );
+    let revisions = kubectl.json(&["get", "controllerrevisions"]);
+    let mut numbers: Vec<(String, i64)> = revisions["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["metadata"]["name"].as_str().unwrap().to_string(),
+                r["revision"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    numbers.sort_by_key(|(_, n)| *n);
+    assert_eq!(numbers, [(new, 2), (old, 3)]);
 }
