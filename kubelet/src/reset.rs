@@ -329,6 +329,25 @@ pub fn rule_words(line: &str) -> Vec<String> {
 /// Removes the data directory of `minik8s up` (its store, the kubelet's pod directories
 /// and its kubeconfig copy), if it exists.
 pub fn remove_data_dir(dir: &Path, report: &mut Report) {
+    // Secret volumes are tmpfs mounts inside it; a mount point cannot be removed.
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for point in mounts_under(&mounts, dir) {
+        match std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&point)
+            .output()
+        {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => report.failures.push(format!(
+                "unmounting {}: {}",
+                point.display(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => report
+                .failures
+                .push(format!("unmounting {}: {e}", point.display())),
+        }
+    }
     match std::fs::remove_dir_all(dir) {
         Ok(()) => report.data_dir = Some(dir.to_path_buf()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -336,6 +355,41 @@ pub fn remove_data_dir(dir: &Path, report: &mut Report) {
             .failures
             .push(format!("removing {}: {e}", dir.display())),
     }
+}
+
+/// The mount points of a `/proc/self/mounts` text that lie inside `dir`, deepest first.
+/// The file escapes spaces, tabs, newlines and backslashes in octal (`\040`).
+fn mounts_under(mounts: &str, dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut points: Vec<std::path::PathBuf> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        .map(|p| std::path::PathBuf::from(unescape_octal(p)))
+        .filter(|p| p.starts_with(dir) && p != dir)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points
+}
+
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

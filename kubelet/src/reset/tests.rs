@@ -302,3 +302,20 @@ async fn every_minik8s_container_and_network_goes_and_nothing_else() {
     reset_docker(&runtime, &mut again).await;
     assert!(again.is_empty(), "{again:?}");
 }
+
+#[test]
+fn mounts_inside_the_data_dir_go_deepest_first() {
+    let mounts = "tmpfs /var/lib/mk/pods/u1/secrets/s tmpfs rw 0 0\n\
+                  /dev/sda1 / ext4 rw 0 0\n\
+                  tmpfs /var/lib/mk/pods/u\\0402/secrets/x\\040y tmpfs rw 0 0\n\
+                  tmpfs /var/lib/mk tmpfs rw 0 0\n\
+                  tmpfs /var/lib/mkother/a tmpfs rw 0 0\n";
+    let got = super::mounts_under(mounts, std::path::Path::new("/var/lib/mk"));
+    assert_eq!(
+        got,
+        vec![
+            std::path::PathBuf::from("/var/lib/mk/pods/u1/secrets/s"),
+            std::path::PathBuf::from("/var/lib/mk/pods/u 2/secrets/x y"),
+        ]
+    );
+}
