@@ -15,8 +15,8 @@ use minik8s_api::resource::{DAEMON_SETS, NODES, PODS};
 use serde_json::{Value, json};
 
 use super::events;
+use super::history::{self, REVISION_HASH_LABEL};
 use super::owned::{self, controller_uid, deleting, pod_available, pod_phase, pod_ready};
-use super::statefulset::history::{self, REVISION_HASH_LABEL};
 use super::statefulset::write_whole_status;
 use crate::error::{ApiError, Result};
 use crate::object;

@@ -13,6 +13,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod events;
 pub mod garbage_collector;
+pub mod history;
 pub mod job;
 pub mod leader;
 pub mod nodes;

@@ -10,16 +10,13 @@
 //! Every round reads the pods and revisions from the store, so what it sees includes
 //! what the round before did.
 
-#[path = "history.rs"]
-pub mod history;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use minik8s_api::resource::{PODS, ResourceInfo, STATEFUL_SETS};
 use serde_json::{Value, json};
 
-use self::history::REVISION_HASH_LABEL;
 use super::events;
+use super::history::{self, REVISION_HASH_LABEL};
 use super::owned::{self, controller_uid, deleting, pod_available, pod_phase, pod_ready};
 use crate::error::Result;
 use crate::object;
