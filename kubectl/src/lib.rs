@@ -26,10 +26,16 @@ pub mod manifests;
 pub mod output;
 pub mod quantity;
 pub mod resources;
+pub mod rollout;
+pub mod scale;
 pub mod session;
+pub mod set;
 pub mod table;
 pub mod tabwriter;
+pub mod targets;
 pub mod version;
+pub mod wait;
+pub mod watch_one;
 pub mod yaml;
 
 pub use error::{Error, Result};
@@ -66,6 +72,14 @@ pub enum Command {
     Delete(delete::DeleteArgs),
     /// Take a pod and expose it as a new Kubernetes service.
     Expose(expose::ExposeArgs),
+    /// Set a new size for a deployment, replica set, replication controller, or stateful set.
+    Scale(scale::ScaleArgs),
+    /// Set specific features on objects.
+    Set(set::SetArgs),
+    /// Manage the rollout of a resource.
+    Rollout(rollout::RolloutArgs),
+    /// Experimental: Wait for a specific condition on one or many resources.
+    Wait(wait::WaitArgs),
     /// Print the logs for a container in a pod.
     Logs(logs::LogsArgs),
     /// Execute a command in a container.
@@ -126,6 +140,10 @@ async fn dispatch(command: Command, session: &mut Session, io: &mut Io<'_>) -> R
         Command::Describe(args) => describe::run(args, session, io).await,
         Command::Delete(args) => delete::run(args, session, io).await,
         Command::Expose(args) => expose::run(args, session, io).await,
+        Command::Scale(args) => scale::run(args, session, io).await,
+        Command::Set(args) => set::run(args, session, io).await,
+        Command::Rollout(args) => rollout::run(args, session, io).await,
+        Command::Wait(args) => wait::run(args, session, io).await,
         Command::Logs(args) => logs::run(args, session, io).await,
         Command::Exec(args) => exec::run(args, session, io).await,
         Command::Version(args) => version::run(args, session, io).await,

@@ -77,6 +77,13 @@ impl TabWriter {
         std::mem::take(&mut self.out)
     }
 
+    /// The text as written, tabs and all, for the few places kubectl writes through its
+    /// prefix writer without a tabwriter (a pod template in `rollout history`).
+    pub fn unaligned(mut self) -> String {
+        self.out.push_str(&self.pending);
+        self.out
+    }
+
     /// Flushes and returns all the output.
     pub fn finish(mut self) -> String {
         self.flush();

@@ -4,6 +4,7 @@
 mod node;
 mod pod;
 mod service;
+pub mod template;
 mod writer;
 
 use clap::{ArgAction, Args};

@@ -149,7 +149,13 @@ pub fn describe_pod(pod: &Value, pod_events: Option<&[Value]>, w: &mut Writer) {
     }
 }
 
-fn containers(w: &mut Writer, pod: &Value, label: &str, specs: &[Value], statuses: &Value) {
+pub(super) fn containers(
+    w: &mut Writer,
+    pod: &Value,
+    label: &str,
+    specs: &[Value],
+    statuses: &Value,
+) {
     let none = if specs.is_empty() { " <none>" } else { "" };
     w.write(0, &format!("{label}:{none}\n"));
     for c in specs {
@@ -500,7 +506,7 @@ fn ceil_div(n: i128, d: i128) -> i128 {
     }
 }
 
-fn volumes(w: &mut Writer, volumes: &[Value]) {
+pub(super) fn volumes(w: &mut Writer, volumes: &[Value]) {
     if volumes.is_empty() {
         w.write(0, "Volumes:\t<none>\n");
         return;

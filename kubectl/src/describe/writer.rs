@@ -40,6 +40,11 @@ impl Writer {
         self.tw.finish()
     }
 
+    /// The text with its tabs, not aligned.
+    pub fn unaligned(self) -> String {
+        self.tw.unaligned()
+    }
+
     /// Go's `time.RFC1123Z` in the local time zone: `Mon, 02 Jan 2006 15:04:05 -0700`;
     /// a missing time prints as Go's zero time.
     pub fn time(&self, value: &Value) -> String {
