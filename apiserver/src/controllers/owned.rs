@@ -170,9 +170,17 @@ pub async fn write_status(
     if obj.get("status") == Some(status) {
         return Ok(true);
     }
+    // A merge patch keeps what it does not name: a count that dropped to zero (and so
+    // left out, as Kubernetes omits it) is removed by naming it null.
+    let mut new_status = status.clone();
+    if let (Some(old), Some(new)) = (obj["status"].as_object(), new_status.as_object_mut()) {
+        for k in old.keys() {
+            new.entry(k.clone()).or_insert(Value::Null);
+        }
+    }
     let patch = json!({
         "metadata": {"resourceVersion": object::meta_str(obj, "resourceVersion")},
-        "status": status,
+        "status": new_status,
     });
     let ns = Some(object::namespace(obj)).filter(|n| !n.is_empty());
     match registry
