@@ -24,7 +24,7 @@ pub struct WaitArgs {
     #[arg(long = "for", value_name = "CONDITION", default_value = "")]
     pub condition: String,
 
-    /// How long to wait for each object (0: look once; negative: a week).
+    /// How long to wait for all the objects (0: look once; negative: a week).
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub timeout: String,
 
@@ -222,8 +222,29 @@ pub async fn run(args: WaitArgs, session: &mut Session, io: &mut Io<'_>) -> Resu
     if !errors.is_empty() {
         return Error::collect(errors);
     }
+    // One deadline for all the objects, as kubectl's one context.
+    let deadline = std::time::Instant::now() + timeout;
     for target in &found.targets {
-        match wait_one(target, &condition, timeout, session).await {
+        if timeout.is_zero() {
+            // Look once, with the object as it was read.
+            if condition.met(&target.object) {
+                print_object(
+                    &target.object,
+                    target.resource,
+                    "condition met",
+                    DryRun::None,
+                    format,
+                    io,
+                )?;
+            } else {
+                errors.push(Error::msg(format!(
+                    "condition not met for {}/{}",
+                    target.resource.plural, target.name
+                )));
+            }
+            continue;
+        }
+        match wait_one(target, &condition, deadline, session).await {
             Ok(Some(object)) => print_object(
                 &object,
                 target.resource,
@@ -246,11 +267,14 @@ pub async fn run(args: WaitArgs, session: &mut Session, io: &mut Io<'_>) -> Resu
 async fn wait_one(
     target: &Target,
     condition: &Condition,
-    timeout: Duration,
+    deadline: std::time::Instant,
     session: &mut Session,
 ) -> Result<Option<Value>> {
     let api = target.api(session)?;
-    let deadline = Some(std::time::Instant::now() + timeout);
+    if std::time::Instant::now() >= deadline {
+        return Ok(None);
+    }
+    let deadline = Some(deadline);
     let mut last = target.object.clone();
     let outcome = watch_one::until(&api, &target.name, deadline, |event| {
         let done = match &event {
