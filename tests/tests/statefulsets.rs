@@ -1,6 +1,6 @@
 //! StatefulSets on real Docker, driven with the real kubectl: pods made one after another
 //! (each only once the one before is Ready), a deleted member back under its name, scale
-//! down from the highest ordinal, hostnames that are the pods' names, a rolling update
+//! down from the highest ordinal, orphans adopted, hostnames that are the pods' names, a rolling update
 //! from the highest ordinal down to the partition, and `rollout undo` back to the first
 //! revision.
 
@@ -256,23 +256,51 @@ async fn pods_come_in_order_keep_their_names_and_leave_from_the_top() {
     })
     .await
     .unwrap();
-    let seen = seen.lock().unwrap();
-    let web2_gone = position(&seen, "web-2 deleted", |s| {
-        s.name == "web-2" && s.kind == "DELETED"
-    });
-    let web1_doomed = position(&seen, "web-1 terminating", |s| {
-        s.name == "web-1" && s.uid == new_uid && (s.deleting || s.kind == "DELETED")
-    });
-    assert!(
-        web2_gone < web1_doomed,
-        "web-1 was deleted before web-2 was gone"
-    );
-    assert!(
-        !seen
-            .iter()
-            .any(|s| s.name == "web-0" && (s.deleting || s.kind == "DELETED")),
-        "web-0 was touched"
-    );
+    {
+        let seen = seen.lock().unwrap();
+        let web2_gone = position(&seen, "web-2 deleted", |s| {
+            s.name == "web-2" && s.kind == "DELETED"
+        });
+        let web1_doomed = position(&seen, "web-1 terminating", |s| {
+            s.name == "web-1" && s.uid == new_uid && (s.deleting || s.kind == "DELETED")
+        });
+        assert!(
+            web2_gone < web1_doomed,
+            "web-1 was deleted before web-2 was gone"
+        );
+        assert!(
+            !seen
+                .iter()
+                .any(|s| s.name == "web-0" && (s.deleting || s.kind == "DELETED")),
+            "web-0 was touched"
+        );
+    }
+
+    // Orphaned by deleting its set, web-0 is adopted by the next set of that name and
+    // selector rather than made again.
+    let web0 = kubectl.json(&["get", "pod", "web-0"])["metadata"]["uid"].clone();
+    kubectl.run(&["delete", "statefulset", "web", "--cascade=orphan"], None);
+    wait_for("web-0 orphaned", T, || async {
+        let pod = kubectl.get(&["pod", "web-0"])?;
+        pod["metadata"]
+            .get("ownerReferences")
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    kubectl.run(&["apply", "-f", "-"], Some(&web(1)));
+    let set_uid = kubectl.json(&["get", "sts", "web"])["metadata"]["uid"].clone();
+    wait_for("web-0 adopted", T, || async {
+        let pod = kubectl.get(&["pod", "web-0"])?;
+        (pod["metadata"]["ownerReferences"][0]["uid"] == set_uid).then_some(())
+    })
+    .await
+    .unwrap();
+    wait_ready(&kubectl, 1).await;
+    let pod = kubectl.json(&["get", "pod", "web-0"]);
+    assert_eq!(pod["metadata"]["uid"], web0);
+    assert_eq!(pod["metadata"]["ownerReferences"][0]["controller"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

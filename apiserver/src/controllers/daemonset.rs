@@ -9,15 +9,15 @@
 //! most `maxUnavailable` nodes short of an available pod; `OnDelete` waits for them to
 //! be deleted. The template's revisions are ControllerRevisions, as for StatefulSets.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use minik8s_api::resource::{DAEMON_SETS, NODES, PODS};
 use serde_json::{Value, json};
 
 use super::events;
 use super::history::{self, REVISION_HASH_LABEL};
-use super::owned::{self, controller_uid, deleting, pod_available, pod_phase, pod_ready};
-use super::statefulset::write_whole_status;
+use super::owned::{self, deleting, pod_available, pod_phase, pod_ready};
+use super::statefulset::{adopt_orphans, by_controller, write_whole_status};
 use crate::error::{ApiError, Result};
 use crate::object;
 use crate::registry::{DeleteParams, Preconditions, Registry};
@@ -43,16 +43,29 @@ pub async fn reconcile(registry: &Registry) -> Result<()> {
     }
     let nodes = owned::list_all(registry, &NODES).await?;
     let pods = owned::list_all(registry, &PODS).await?;
-    let mut by_owner: HashMap<&str, Vec<&Value>> = HashMap::new();
-    for pod in &pods {
-        if let Some(uid) = controller_uid(pod) {
-            by_owner.entry(uid).or_default().push(pod);
-        }
-    }
+    let (by_owner, orphans) = by_controller(&pods);
     for ds in &sets {
         let uid = object::meta_str(ds, "uid").unwrap_or("");
-        let mine = by_owner.get(uid).map(Vec::as_slice).unwrap_or_default();
-        if let Err(e) = reconcile_one(registry, ds, &nodes, mine).await {
+        let mut mine: Vec<Value> = by_owner
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .map(|p| (*p).clone())
+            .collect();
+        let members: Vec<&Value> = orphans
+            .iter()
+            .copied()
+            .filter(|p| target_node(p).is_some())
+            .collect();
+        let result = match adopt_orphans(registry, ds, &members).await {
+            Ok(adopted) => {
+                mine.extend(adopted);
+                let refs: Vec<&Value> = mine.iter().collect();
+                reconcile_one(registry, ds, &nodes, &refs).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
             tracing::warn!(name = object::name(ds), error = %e, "daemonset controller");
         }
     }

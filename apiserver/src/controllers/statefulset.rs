@@ -12,15 +12,17 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use minik8s_api::resource::{PODS, ResourceInfo, STATEFUL_SETS};
+use minik8s_api::resource::{DAEMON_SETS, PODS, ResourceInfo, STATEFUL_SETS};
 use serde_json::{Value, json};
 
 use super::events;
 use super::history::{self, REVISION_HASH_LABEL};
 use super::owned::{self, controller_uid, deleting, pod_available, pod_phase, pod_ready};
-use crate::error::Result;
+use crate::error::{ApiError, Result};
 use crate::object;
-use crate::registry::Registry;
+use crate::patch::PatchType;
+use crate::registry::{FieldValidation, Registry};
+use crate::strategy::Part;
 
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
@@ -32,20 +34,103 @@ pub async fn reconcile(registry: &Registry) -> Result<()> {
         return Ok(());
     }
     let pods = owned::list_all(registry, &PODS).await?;
-    let mut by_owner: HashMap<&str, Vec<&Value>> = HashMap::new();
-    for pod in &pods {
-        if let Some(uid) = controller_uid(pod) {
-            by_owner.entry(uid).or_default().push(pod);
-        }
-    }
+    let (by_owner, orphans) = by_controller(&pods);
     for set in &sets {
         let uid = object::meta_str(set, "uid").unwrap_or("");
-        let mine = by_owner.get(uid).map(Vec::as_slice).unwrap_or_default();
-        if let Err(e) = reconcile_one(registry, set, mine).await {
-            tracing::warn!(name = object::name(set), error = %e, "statefulset controller");
+        let mut mine: Vec<Value> = by_owner
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .map(|p| (*p).clone())
+            .collect();
+        let name = object::name(set);
+        let members: Vec<&Value> = orphans
+            .iter()
+            .copied()
+            .filter(|p| ordinal(name, object::name(p)).is_some())
+            .collect();
+        let adopted = adopt_orphans(registry, set, &members).await;
+        let result = match adopted {
+            Ok(adopted) => {
+                mine.extend(adopted);
+                let refs: Vec<&Value> = mine.iter().collect();
+                reconcile_one(registry, set, &refs).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(name, error = %e, "statefulset controller");
         }
     }
     Ok(())
+}
+
+/// Pods by the uid of their controller, and the pods without one that are not going.
+pub(super) fn by_controller(pods: &[Value]) -> (HashMap<&str, Vec<&Value>>, Vec<&Value>) {
+    let mut by_owner: HashMap<&str, Vec<&Value>> = HashMap::new();
+    let mut orphans = Vec::new();
+    for pod in pods {
+        match controller_uid(pod) {
+            Some(uid) => by_owner.entry(uid).or_default().push(pod),
+            None if !deleting(pod) => orphans.push(pod),
+            None => {}
+        }
+    }
+    (by_owner, orphans)
+}
+
+/// Takes the orphans (those that could be members) of the owner's namespace that its
+/// selector matches, adding its controller reference as Kubernetes' `ClaimPods` does; a pod that
+/// changed since it was read is left for the next round.
+pub(super) async fn adopt_orphans(
+    registry: &Registry,
+    owner: &Value,
+    orphans: &[&Value],
+) -> Result<Vec<Value>> {
+    if deleting(owner) {
+        return Ok(Vec::new());
+    }
+    let resource = if owner["kind"] == "DaemonSet" {
+        &DAEMON_SETS
+    } else {
+        &STATEFUL_SETS
+    };
+    let Some(selector) = super::replicaset::selector(resource, owner) else {
+        return Ok(Vec::new());
+    };
+    let ns = object::namespace(owner);
+    let mut adopted = Vec::new();
+    for pod in orphans
+        .iter()
+        .filter(|p| object::namespace(p) == ns && selector.matches(&object::labels(p)))
+    {
+        let mut refs = pod["metadata"]["ownerReferences"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        refs.push(owned::controller_ref(owner));
+        let patch = json!({"metadata": {
+            "resourceVersion": object::meta_str(pod, "resourceVersion"),
+            "ownerReferences": refs,
+        }});
+        match registry
+            .patch(
+                &PODS,
+                Some(ns),
+                object::name(pod),
+                PatchType::Merge,
+                &patch,
+                Part::Main,
+                FieldValidation::Ignore,
+            )
+            .await
+        {
+            Ok(w) => adopted.push(w.object),
+            Err(ApiError::Conflict { .. } | ApiError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(adopted)
 }
 
 /// The ordinal of a pod named `<set>-<ordinal>`.
