@@ -276,8 +276,8 @@ async fn pods_come_in_order_keep_their_names_and_leave_from_the_top() {
         );
     }
 
-    // Orphaned by deleting its set, web-0 is adopted by the next set of that name and
-    // selector rather than made again.
+    // Orphaned by deleting its set, web-0 and the revision are adopted by the next set of
+    // that name and selector rather than made again.
     let web0 = kubectl.json(&["get", "pod", "web-0"])["metadata"]["uid"].clone();
     kubectl.run(&["delete", "statefulset", "web", "--cascade=orphan"], None);
     wait_for("web-0 orphaned", T, || async {
@@ -301,6 +301,20 @@ async fn pods_come_in_order_keep_their_names_and_leave_from_the_top() {
     let pod = kubectl.json(&["get", "pod", "web-0"]);
     assert_eq!(pod["metadata"]["uid"], web0);
     assert_eq!(pod["metadata"]["ownerReferences"][0]["controller"], true);
+    // Its revision too: the same one, no collision.
+    let status = kubectl.json(&["get", "sts", "web"])["status"].clone();
+    assert_eq!(status["updateRevision"], revision);
+    assert_eq!(status["collisionCount"], 0);
+    let revisions = kubectl.json(&["get", "controllerrevisions"]);
+    assert_eq!(
+        revisions["items"].as_array().unwrap().len(),
+        1,
+        "{revisions}"
+    );
+    assert_eq!(
+        revisions["items"][0]["metadata"]["ownerReferences"][0]["uid"],
+        set_uid
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

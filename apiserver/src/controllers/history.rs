@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use minik8s_api::resource::CONTROLLER_REVISIONS;
+use minik8s_api::resource::{CONTROLLER_REVISIONS, DAEMON_SETS, STATEFUL_SETS};
 use serde_json::{Value, json};
 
 use super::owned::{self, controller_ref, controller_uid};
@@ -74,21 +74,74 @@ pub fn number(revision: &Value) -> i64 {
     revision["revision"].as_i64().unwrap_or(0)
 }
 
-/// The revisions `owner` controls, oldest first.
+/// The revisions `owner` controls, oldest first, orphans it matches adopted.
 pub async fn owned_by(registry: &Registry, owner: &Value) -> Result<Vec<Value>> {
     let uid = object::meta_str(owner, "uid").unwrap_or("");
     let ns = object::namespace(owner).to_string();
     let filter = Filter::new(&CONTROLLER_REVISIONS, Some(ns), None, None)?;
-    let (mut items, _, _) = registry
+    let (items, _, _) = registry
         .list(&CONTROLLER_REVISIONS, &filter, &ListParams::default())
         .await?;
-    items.retain(|r| controller_uid(r) == Some(uid) && !owned::deleting(r));
+    // Orphans the owner's selector matches are adopted (Kubernetes'
+    // `ClaimControllerRevisions`), so a set deleted with its revisions orphaned and made
+    // again keeps its history.
+    let resource = if owner["kind"] == "DaemonSet" {
+        &DAEMON_SETS
+    } else {
+        &STATEFUL_SETS
+    };
+    let selector = super::replicaset::selector(resource, owner);
+    let mut mine = Vec::new();
+    for r in items.into_iter().filter(|r| !owned::deleting(r)) {
+        match controller_uid(&r) {
+            Some(u) if u == uid => mine.push(r),
+            None if !owned::deleting(owner)
+                && selector
+                    .as_ref()
+                    .is_some_and(|s| s.matches(&object::labels(&r))) =>
+            {
+                if let Some(adopted) = adopt(registry, owner, &r).await? {
+                    mine.push(adopted);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut items = mine;
     items.sort_by(|a, b| {
         number(a)
             .cmp(&number(b))
             .then_with(|| object::name(a).cmp(object::name(b)))
     });
     Ok(items)
+}
+
+async fn adopt(registry: &Registry, owner: &Value, revision: &Value) -> Result<Option<Value>> {
+    let mut refs = revision["metadata"]["ownerReferences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    refs.push(controller_ref(owner));
+    let patch = json!({"metadata": {
+        "resourceVersion": object::meta_str(revision, "resourceVersion"),
+        "ownerReferences": refs,
+    }});
+    match registry
+        .patch(
+            &CONTROLLER_REVISIONS,
+            Some(object::namespace(revision)),
+            object::name(revision),
+            PatchType::Merge,
+            &patch,
+            Part::Main,
+            FieldValidation::Ignore,
+        )
+        .await
+    {
+        Ok(w) => Ok(Some(w.object)),
+        Err(ApiError::Conflict { .. } | ApiError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The revision of the owner's current template: an existing one with the same data (the
