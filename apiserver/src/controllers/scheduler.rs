@@ -16,6 +16,9 @@ use crate::strategy::Part;
 
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 
+/// Binds written at once (Kubernetes' scheduler binds asynchronously too).
+const BIND_CONCURRENCY: usize = 64;
+
 /// CPU in millicores, memory in bytes, and pod count: what a pod asks and a node offers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Resources {
@@ -156,6 +159,11 @@ pub async fn reconcile(registry: &Registry) -> Result<()> {
         u.pods += 1;
     }
 
+    // Placement is decided one pod after another against the running tally, so that
+    // pods spread; the writes that carry the decisions out then go concurrently, as
+    // the store commits concurrent writes together. A bind that loses a race leaves the
+    // tally one pod high until the next round recounts.
+    let mut decisions = Vec::with_capacity(pending.len());
     for pod in &pending {
         let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
         let mut best: Option<(&Value, i128)> = None;
@@ -176,18 +184,40 @@ pub async fn reconcile(registry: &Registry) -> Result<()> {
         match best {
             Some((node, _)) => {
                 let name = object::name(node).to_string();
-                if bind(registry, pod, &name).await? {
-                    let r = pod_requests(pod);
-                    let u = used.entry(name).or_default();
-                    u.cpu_milli += r.cpu_milli;
-                    u.memory += r.memory;
-                    u.pods += 1;
-                }
+                let r = pod_requests(pod);
+                let u = used.entry(name.clone()).or_default();
+                u.cpu_milli += r.cpu_milli;
+                u.memory += r.memory;
+                u.pods += 1;
+                decisions.push((pod, Ok(name)));
             }
-            None => unschedulable(registry, pod, nodes.len(), &reasons).await?,
+            None => decisions.push((pod, Err(reasons))),
         }
     }
+    let total = nodes.len();
+    for chunk in decisions.chunks(BIND_CONCURRENCY) {
+        let results = futures::future::join_all(
+            chunk
+                .iter()
+                .map(|(pod, decision)| carry_out(registry, pod, decision, total)),
+        )
+        .await;
+        results.into_iter().collect::<Result<Vec<()>>>()?;
+    }
     Ok(())
+}
+
+/// Binds `pod` to the node decided on, or says why no node fits.
+async fn carry_out(
+    registry: &Registry,
+    pod: &Value,
+    decision: &std::result::Result<String, BTreeMap<&str, usize>>,
+    total: usize,
+) -> Result<()> {
+    match decision {
+        Ok(node) => bind(registry, pod, node).await.map(|_| ()),
+        Err(reasons) => unschedulable(registry, pod, total, reasons).await,
+    }
 }
 
 /// Sets `spec.nodeName` if the pod is still the version we looked at.
