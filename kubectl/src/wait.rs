@@ -276,7 +276,8 @@ async fn wait_one(
     }
     let deadline = Some(deadline);
     let mut last = target.object.clone();
-    let outcome = watch_one::until(&api, &target.name, deadline, |event| {
+    let gone_is_done = *condition == Condition::Delete;
+    let outcome = watch_one::until(&api, &target.name, deadline, gone_is_done, |event| {
         let done = match &event {
             WatchEvent::Added(o) | WatchEvent::Modified(o) => {
                 last = crate::output::with_type(o.clone(), target.resource);

@@ -24,11 +24,13 @@ pub enum Until {
 const WATCH_SECONDS: u32 = 300;
 
 /// Calls `on_event` with each event of the object `name` until it returns `true`, an
-/// error, or `deadline` passes.
+/// error, or `deadline` passes. With `gone_is_done`, a list that no longer has the
+/// object ends the wait too (kubectl's `wait --for=delete`).
 pub async fn until(
     api: &DynamicApi,
     name: &str,
     deadline: Option<Instant>,
+    gone_is_done: bool,
     mut on_event: impl FnMut(WatchEvent<Value>) -> Result<bool>,
 ) -> Result<Until> {
     let selector = format!("metadata.name={name}");
@@ -45,6 +47,9 @@ pub async fn until(
                             Some(list) => list?,
                             None => return Ok(Until::TimedOut),
                         };
+                    if gone_is_done && list.items.is_empty() {
+                        return Ok(Until::Done);
+                    }
                     for item in list.items.iter() {
                         if on_event(WatchEvent::Added(item.clone()))? {
                             return Ok(Until::Done);

@@ -260,7 +260,7 @@ pub async fn run(args: StatusArgs, session: &mut Session, io: &mut Io<'_>) -> Re
         let api = target.api(session)?;
         let deadline = watch_one::deadline(timeout);
         let out = &mut *io.out;
-        let outcome = watch_one::until(&api, &target.name, deadline, |event| match event {
+        let outcome = watch_one::until(&api, &target.name, deadline, false, |event| match event {
             WatchEvent::Added(o) | WatchEvent::Modified(o) => {
                 let (line, done) = status(&o, kind, revision).map_err(Error::msg)?;
                 out.write_all(line.as_bytes())?;
