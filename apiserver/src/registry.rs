@@ -210,6 +210,9 @@ pub enum Deleted {
     Pending(Value),
 }
 
+/// The longest `generateName` kept whole; five random characters follow it.
+const MAX_GENERATED_BASE: usize = 58;
+
 pub fn key(resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
     match namespace {
         Some(ns) if resource.namespaced => format!("/registry/{}/{}/{}", resource.plural, ns, name),
@@ -601,7 +604,16 @@ impl Registry {
                 && let Some(prefix) = meta.get("generateName").and_then(Value::as_str)
                 && !prefix.is_empty()
             {
-                let name = format!("{prefix}{}", generate_suffix());
+                // As Kubernetes' name generator: the base is cut to 58 bytes so that a
+                // long owner name still makes a valid 63-byte name.
+                let base: String = prefix
+                    .chars()
+                    .scan(0, |len, c| {
+                        *len += c.len_utf8();
+                        (*len <= MAX_GENERATED_BASE).then_some(c)
+                    })
+                    .collect();
+                let name = format!("{base}{}", generate_suffix());
                 meta.insert("name".into(), Value::String(name));
             }
             for k in [

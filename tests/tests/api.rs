@@ -202,6 +202,13 @@ async fn create_get_and_defaults(api: Api) {
     let g = api.create_pod("default", generated).await;
     let name = g["metadata"]["name"].as_str().unwrap();
     assert!(name.starts_with("job-") && name.len() == 9, "{name}");
+    // A long base is cut so that the generated name is still a valid 63-byte name.
+    let long = format!("{}-", "a".repeat(70));
+    let mut generated = pod("");
+    generated["metadata"] = json!({"generateName": long});
+    let g = api.create_pod("default", generated).await;
+    let name = g["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with(&long[..58]) && name.len() == 63, "{name}");
 
     let (code, body) = api
         .call(Method::GET, "/api/v1/namespaces/default/pods/nope", None)
