@@ -1021,3 +1021,83 @@ async fn rollout_status_and_wait_watch_the_status_until_it_is_there() {
     assert_eq!(deleted.code, 0, "{}", deleted.err);
     assert_eq!(deleted.out, "job.batch/once condition met\n");
 }
+
+/// How many ReplicaSets the Deployment controller has made in `ns`.
+async fn replica_sets(c: &Cluster, ns: &str) -> usize {
+    api(c, &REPLICA_SETS, ns)
+        .list(&Default::default())
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollouts_of_the_deployment_controller_read_as_the_real_kubectls() {
+    let c = Cluster::start_with_controllers().await;
+    namespace(&c, "ours").await;
+    namespace(&c, "real").await;
+    // No replicas: the controller's revisions and status need no node.
+    let steps: &[(&[&str], usize)] = &[
+        (
+            &[
+                "create",
+                "deployment",
+                "web",
+                "--image=busybox:1.36",
+                "--replicas=0",
+            ],
+            1,
+        ),
+        (
+            &["set", "image", "deployment/web", "busybox=busybox:1.37"],
+            2,
+        ),
+        (&["rollout", "undo", "deployment/web"], 2),
+    ];
+    for (args, sets) in steps {
+        let (ours, real) = both_in(&c, "ours", "real", args).await;
+        assert_same(args, &ours, &real);
+        for ns in ["ours", "real"] {
+            minik8s_tests::wait_for(
+                &format!("{sets} ReplicaSets in {ns}"),
+                Duration::from_secs(30),
+                || async { (replica_sets(&c, ns).await == *sets).then_some(()) },
+            )
+            .await
+            .unwrap();
+        }
+        // Ours watches until the controller has observed the change and rolled it out.
+        let status: &[&str] = &["rollout", "status", "deployment/web", "--timeout=30s"];
+        let ours = run_ours(&c, &[&["-n", "ours"], status].concat()).await;
+        assert_eq!(ours.code, 0, "{}", ours.err);
+        assert!(
+            ours.out
+                .ends_with("deployment \"web\" successfully rolled out\n"),
+            "{}",
+            ours.out
+        );
+        let real = run_real(&c, &[&["-n", "real"], status].concat()).await;
+        assert_eq!(real.code, 0, "{}", real.err);
+    }
+    for args in [
+        &["rollout", "history", "deployment/web"][..],
+        &["rollout", "history", "deployment/web", "--revision=3"],
+        &["rollout", "undo", "deployment/web", "--to-revision=3"],
+        &["rollout", "undo", "deployment/web", "--to-revision=1"],
+        &[
+            "rollout",
+            "status",
+            "deployment/web",
+            "--watch=false",
+            "--revision=3",
+        ],
+    ] {
+        let (ours, real) = both_in(&c, "ours", "real", args).await;
+        assert_same(args, &ours, &real);
+    }
+    let web = api(&c, &DEPLOYMENTS, "ours").get("web").await.unwrap();
+    assert_eq!(
+        web["spec"]["template"]["spec"]["containers"][0]["image"], "busybox:1.36",
+        "undo took the Deployment back to its first template"
+    );
+}
