@@ -36,6 +36,10 @@ pub struct ScaleArgs {
     #[arg(long)]
     pub all: bool,
 
+    /// The objects of the given types with these labels.
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+
     /// Files naming the objects to scale.
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub filenames: Vec<String>,
@@ -77,6 +81,7 @@ pub async fn run(args: ScaleArgs, session: &mut Session, io: &mut Io<'_>) -> Res
     let rules = Rules {
         type_alone_lists: false,
         all: args.all,
+        selector: args.selector.as_deref(),
     };
     let found = targets::find(&args.resources, &args.filenames, rules, session, io.stdin).await?;
     let resource_version = args.resource_version.as_deref().filter(|v| !v.is_empty());
@@ -84,6 +89,9 @@ pub async fn run(args: ScaleArgs, session: &mut Session, io: &mut Io<'_>) -> Res
         return Err(Error::msg(
             "cannot use --resource-version with multiple resources",
         ));
+    }
+    if found.targets.is_empty() && found.errors.is_empty() {
+        return Err(Error::msg("no objects passed to scale"));
     }
     if found.targets.is_empty() {
         return Err(Error::msg(format!(

@@ -33,6 +33,10 @@ pub struct ImageArgs {
     #[arg(long)]
     pub all: bool,
 
+    /// The objects of the given types with these labels.
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+
     /// Files naming the objects to change.
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub filenames: Vec<String>,
@@ -96,6 +100,7 @@ async fn image(args: ImageArgs, session: &mut Session, io: &mut Io<'_>) -> Resul
     let rules = Rules {
         type_alone_lists: false,
         all: args.all,
+        selector: args.selector.as_deref(),
     };
     let found = targets::find(&resources, &args.filenames, rules, session, io.stdin).await?;
     if !found.errors.is_empty() {

@@ -59,11 +59,13 @@ pub struct Found {
 
 /// How a verb lets its arguments be given.
 #[derive(Clone, Copy, Debug)]
-pub struct Rules {
+pub struct Rules<'a> {
     /// A bare `TYPE` means every object of it (rollout); otherwise it needs `--all`.
     pub type_alone_lists: bool,
     /// `--all` was given.
     pub all: bool,
+    /// `-l`: the objects of the types with these labels.
+    pub selector: Option<&'a str>,
 }
 
 pub const USAGE: &str = "You must provide one or more resources by argument or filename.\nExample resource specifications include:\n   '-f rsrc.yaml'\n   '--filename=rsrc.json'\n   '<resource> <name>'\n   '<resource>'";
@@ -110,7 +112,7 @@ pub fn parse(args: &[String]) -> Result<Vec<(&'static ResourceInfo, Vec<String>)
 pub async fn find(
     args: &[String],
     files: &[String],
-    rules: Rules,
+    rules: Rules<'_>,
     session: &mut Session,
     stdin: &mut dyn std::io::Read,
 ) -> Result<Found> {
@@ -138,7 +140,17 @@ pub async fn find(
     if parsed.is_empty() && wanted.is_empty() {
         return Err(Error::msg(USAGE));
     }
-    if parsed.iter().any(|(_, names)| names.is_empty()) && !rules.type_alone_lists && !rules.all {
+    let selector = rules.selector.filter(|s| !s.is_empty());
+    if selector.is_some() && parsed.iter().any(|(_, names)| !names.is_empty()) {
+        return Err(Error::msg(
+            "selectors and the all flag cannot be used when passing resource/name arguments",
+        ));
+    }
+    if parsed.iter().any(|(_, names)| names.is_empty())
+        && !rules.type_alone_lists
+        && !rules.all
+        && selector.is_none()
+    {
         return Err(Error::msg(
             "resource(s) were provided, but no name was specified",
         ));
@@ -153,7 +165,11 @@ pub async fn find(
         let namespace = ns.unwrap_or_else(|| default_ns.clone());
         let api = DynamicApi::new(client.clone(), r, Some(namespace.clone()));
         if names.is_empty() {
-            let list = api.list_all(&ListParams::default()).await?;
+            let params = match selector {
+                Some(s) => ListParams::default().labels(s),
+                None => ListParams::default(),
+            };
+            let list = api.list_all(&params).await?;
             for item in list.items {
                 let name = item["metadata"]["name"]
                     .as_str()

@@ -32,6 +32,10 @@ pub struct WaitArgs {
     #[arg(long)]
     pub all: bool,
 
+    /// The objects of the given types with these labels.
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+
     /// Files naming the objects.
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub filenames: Vec<String>,
@@ -209,6 +213,7 @@ pub async fn run(args: WaitArgs, session: &mut Session, io: &mut Io<'_>) -> Resu
     let rules = Rules {
         type_alone_lists: false,
         all: args.all,
+        selector: args.selector.as_deref(),
     };
     let found = targets::find(&args.resources, &args.filenames, rules, session, io.stdin).await?;
     let mut errors = Vec::new();
@@ -221,6 +226,9 @@ pub async fn run(args: WaitArgs, session: &mut Session, io: &mut Io<'_>) -> Resu
     }
     if !errors.is_empty() {
         return Error::collect(errors);
+    }
+    if found.targets.is_empty() && !missing_is_fine {
+        return Err(Error::msg("no matching resources found"));
     }
     // One deadline for all the objects, as kubectl's one context.
     let deadline = std::time::Instant::now() + timeout;

@@ -612,6 +612,13 @@ async fn scale_set_image_and_rollouts_do_what_the_real_kubectl_does() {
             "deployment/web",
             "deployment/solo",
         ],
+        &["scale", "--replicas=0", "rs", "-l", "app=web"],
+        &["scale", "--replicas=0", "deployment", "-l", "app=nothing"],
+        &["scale", "--replicas=0", "deployment/web", "-l", "app=web"],
+        &["rollout", "restart", "deployment", "-l", "app=nothing"],
+        &["rollout", "history", "deployment", "-l", "app=nothing"],
+        &["wait", "--for=condition=Ready", "pods", "-l", "app=nothing"],
+        &["wait", "--for=delete", "pods", "-l", "app=nothing"],
         // set image, a strategic merge patch
         &["set", "image", "deployment/web", "nginx=nginx:1.28"],
         &["set", "image", "deployment/web", "nginx=nginx:1.28"],

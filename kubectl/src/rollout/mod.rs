@@ -50,6 +50,10 @@ pub struct ObjectArgs {
     /// Files naming the objects.
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub filenames: Vec<String>,
+
+    /// The objects of the given types with these labels.
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -89,6 +93,7 @@ pub(crate) async fn find(
     let rules = Rules {
         type_alone_lists: true,
         all: false,
+        selector: objects.selector.as_deref(),
     };
     targets::find(
         &objects.resources,
@@ -153,6 +158,13 @@ impl Action {
     }
 }
 
+/// What kubectl says, on stderr, when a type or selector matched nothing.
+pub(crate) fn no_resources(session: &mut Session, io: &mut Io<'_>) -> Result<()> {
+    let ns = session.namespace()?;
+    writeln!(io.err, "No resources found in {ns} namespace.")?;
+    Ok(())
+}
+
 const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 
 /// Go's `time.Now().Format(time.RFC3339)` in the local time zone.
@@ -177,6 +189,9 @@ async fn patch_each(
     let found = find(&args.objects, session, io).await?;
     if !found.errors.is_empty() {
         return Error::collect(found.errors);
+    }
+    if found.targets.is_empty() {
+        return no_resources(session, io);
     }
     let now = now_rfc3339();
     let params = PostParams {

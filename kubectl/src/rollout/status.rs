@@ -279,8 +279,7 @@ pub async fn run(args: StatusArgs, session: &mut Session, io: &mut Io<'_>) -> Re
     }
     errors.extend(found.errors);
     if found.targets.is_empty() && errors.is_empty() {
-        let ns = session.namespace()?;
-        writeln!(io.err, "No resources found in {ns} namespace.")?;
+        super::no_resources(session, io)?;
     }
     Error::collect(errors)
 }
