@@ -10,6 +10,7 @@
 pub mod apiserver_service;
 pub mod daemonset;
 pub mod deployment;
+pub mod dns_service;
 pub mod endpoints;
 pub mod events;
 pub mod garbage_collector;
@@ -50,6 +51,8 @@ pub struct ControllerConfig {
     /// Where pods reach this API server: the `kubernetes` service's endpoint. Set by the
     /// server once it listens, unless given.
     pub advertise: Option<std::net::SocketAddr>,
+    /// The `kube-dns` service's cluster IP; the tenth of the service range when `None`.
+    pub cluster_dns: Option<std::net::Ipv4Addr>,
 }
 
 impl Default for ControllerConfig {
@@ -61,6 +64,7 @@ impl Default for ControllerConfig {
             resync: Duration::from_secs(5),
             lease: leader::LeaseConfig::default(),
             advertise: None,
+            cluster_dns: None,
         }
     }
 }
@@ -103,6 +107,13 @@ pub fn spawn(
                     _ = leading_changed(&mut leading) => {}
                     _ = stop.changed() => return,
                 }
+            }
+            // First: its fixed address is taken before any other service could get it.
+            let dns_ip = config
+                .cluster_dns
+                .unwrap_or_else(|| dns_service::default_ip(registry.allocations().ranges()));
+            if let Err(e) = dns_service::reconcile(&registry, dns_ip).await {
+                tracing::warn!(error = %e, "the kube-dns service");
             }
             if let Err(e) = nodes::reconcile(&registry, &config).await {
                 tracing::warn!(error = %e, "node controller");

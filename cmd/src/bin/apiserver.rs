@@ -32,6 +32,10 @@ struct Args {
     /// The range services' cluster IPs come from.
     #[arg(long, default_value = "10.96.0.0/16")]
     service_cluster_ip_range: minik8s_kubelet::network::Ipv4Net,
+    /// The `kube-dns` service's cluster IP (default: the tenth address of
+    /// --service-cluster-ip-range, 10.96.0.10 for the default range).
+    #[arg(long)]
+    cluster_dns: Option<std::net::Ipv4Addr>,
     /// The range services' node ports come from.
     #[arg(long, default_value = "30000-32767", value_parser = ServiceRanges::parse_ports)]
     service_node_port_range: (u16, u16),
@@ -75,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
         node_ports: args.service_node_port_range,
     };
     if let Some(controllers) = &mut config.controllers {
+        controllers.cluster_dns = args.cluster_dns;
         controllers.lease = LeaseConfig {
             duration: args.leader_elect_lease_duration,
             renew_deadline: args.leader_elect_renew_deadline,
