@@ -1,6 +1,6 @@
 //! What a kubelet is told at start.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,6 +13,10 @@ pub const DEFAULT_PORT: u16 = 10250;
 pub const DEFAULT_ROOT_DIR: &str = "/var/lib/minik8s/kubelet";
 /// The version reported in `status.nodeInfo.kubeletVersion`, in the API server's style.
 pub const KUBELET_VERSION: &str = concat!("v1.33.0-minik8s.", env!("CARGO_PKG_VERSION"));
+/// The `kube-dns` service's address in the default service range (`10.96.0.0/16`).
+pub const DEFAULT_CLUSTER_DNS: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// How a kubelet runs. [`KubeletConfig::new`] fills in Kubernetes' defaults; every field
 /// may be changed after.
@@ -59,6 +63,16 @@ pub struct KubeletConfig {
     /// Serve Services' cluster IPs and node ports with iptables rules (see
     /// [`crate::proxy`]).
     pub proxy: bool,
+    /// `--cluster-dns`: the `kube-dns` service's address, the nameserver of `ClusterFirst`
+    /// pods; the proxy sends its port 53 to this node's DNS server. `None`: no cluster
+    /// DNS (such pods fall back to `Default`, with a `MissingClusterDNS` event).
+    pub cluster_dns: Option<Ipv4Addr>,
+    /// `--cluster-domain`.
+    pub cluster_domain: String,
+    /// `--resolv-conf`: the host's resolver configuration, for `Default` pods, the search
+    /// domains of `ClusterFirst` ones and the DNS server's upstreams. `None` (the flag
+    /// set empty): none, as Kubernetes' kubelet.
+    pub resolv_conf: Option<PathBuf>,
 }
 
 impl KubeletConfig {
@@ -82,6 +96,9 @@ impl KubeletConfig {
             host_gateway: true,
             cluster_cidr: None,
             proxy: true,
+            cluster_dns: Some(DEFAULT_CLUSTER_DNS),
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
+            resolv_conf: Some(PathBuf::from(DEFAULT_RESOLV_CONF)),
         }
     }
 
@@ -98,6 +115,14 @@ impl KubeletConfig {
             return Err(crate::Error::Config(format!(
                 "node name {:?}: {problem}",
                 self.node_name
+            )));
+        }
+        if let Some(problem) =
+            minik8s_api::names::is_dns1123_subdomain(&self.cluster_domain).first()
+        {
+            return Err(crate::Error::Config(format!(
+                "cluster domain {:?}: {problem}",
+                self.cluster_domain
             )));
         }
         if self.heartbeat_interval.is_zero() || self.resync_interval.is_zero() {

@@ -70,6 +70,16 @@ struct Args {
     /// Serve Services' cluster IPs and node ports with iptables rules (the node proxy).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     proxy: bool,
+    /// The cluster DNS server's address (the kube-dns service), the nameserver of
+    /// ClusterFirst pods; this node's DNS server answers it. Empty: no cluster DNS.
+    #[arg(long, default_value = "10.96.0.10")]
+    cluster_dns: String,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = minik8s_kubelet::config::DEFAULT_CLUSTER_DOMAIN)]
+    cluster_domain: String,
+    /// The host's resolver configuration (Default pods, upstreams). Empty: none.
+    #[arg(long, default_value = minik8s_kubelet::config::DEFAULT_RESOLV_CONF)]
+    resolv_conf: PathBuf,
 }
 
 fn default_node_name() -> String {
@@ -111,6 +121,15 @@ async fn main() -> anyhow::Result<()> {
     config.host_gateway = args.host_gateway;
     config.cluster_cidr = args.cluster_cidr;
     config.proxy = args.proxy;
+    config.cluster_dns = match args.cluster_dns.trim() {
+        "" => None,
+        ip => Some(
+            ip.parse()
+                .with_context(|| format!("--cluster-dns={ip:?} is not an IPv4 address"))?,
+        ),
+    };
+    config.cluster_domain = args.cluster_domain;
+    config.resolv_conf = (!args.resolv_conf.as_os_str().is_empty()).then_some(args.resolv_conf);
     minik8s_kubelet::run(config, minik8s_cmd::interrupted())
         .await
         .context("running the kubelet")

@@ -70,6 +70,13 @@ struct Up {
     /// The range pod addresses come from, one /24 per node.
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: minik8s_kubelet::network::Ipv4Net,
+    /// The kube-dns service's address, every ClusterFirst pod's nameserver (default: the
+    /// tenth of the service range, 10.96.0.10).
+    #[arg(long)]
+    cluster_dns: Option<std::net::Ipv4Addr>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = minik8s_kubelet::config::DEFAULT_CLUSTER_DOMAIN)]
+    cluster_domain: String,
 }
 
 const CONTEXT: &str = "minik8s";
@@ -138,7 +145,11 @@ async fn run_up(up: Up) -> anyhow::Result<()> {
     );
     if let Some(controllers) = &mut config.controllers {
         controllers.cluster_cidr = up.cluster_cidr;
+        controllers.cluster_dns = up.cluster_dns;
     }
+    let cluster_dns = up.cluster_dns.unwrap_or_else(|| {
+        minik8s_apiserver::controllers::dns_service::default_ip(&config.service_ranges)
+    });
     let server = Server::start(config)
         .await
         .context("starting the API server")?;
@@ -162,6 +173,8 @@ async fn run_up(up: Up) -> anyhow::Result<()> {
     kubelet.pause_image = up.pause_image;
     kubelet.docker_socket = up.docker_host;
     kubelet.cluster_cidr = Some(up.cluster_cidr);
+    kubelet.cluster_dns = Some(cluster_dns);
+    kubelet.cluster_domain = up.cluster_domain;
 
     println!(
         "MiniK8s is up: API server at {url}, node {node_name}, data in {}",
