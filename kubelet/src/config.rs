@@ -73,6 +73,8 @@ pub struct KubeletConfig {
     /// domains of `ClusterFirst` ones and the DNS server's upstreams. `None` (the flag
     /// set empty): none, as Kubernetes' kubelet.
     pub resolv_conf: Option<PathBuf>,
+    /// Serve the cluster DNS from this node (see [`crate::dns`]); `None` serves none.
+    pub dns: Option<crate::dns::DnsConfig>,
 }
 
 impl KubeletConfig {
@@ -99,6 +101,7 @@ impl KubeletConfig {
             cluster_dns: Some(DEFAULT_CLUSTER_DNS),
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
             resolv_conf: Some(PathBuf::from(DEFAULT_RESOLV_CONF)),
+            dns: None,
         }
     }
 

@@ -11,6 +11,7 @@
 
 pub mod backoff;
 pub mod config;
+pub mod dns;
 pub mod error;
 pub mod events;
 pub mod exec;
@@ -26,6 +27,7 @@ pub mod objects;
 pub mod pod;
 pub mod proxy;
 pub mod reset;
+pub mod resolv;
 pub mod runtime;
 pub mod volumes;
 
@@ -163,6 +165,17 @@ pub async fn run_with_runtime(
         AbortOnDrop(tokio::spawn(
             proxy.run(client.clone(), config.resync_interval),
         ))
+    });
+
+    // The sender lives as long as `run`: dropping it stops the server.
+    let (_stop_dns, dns_stopped) = tokio::sync::watch::channel(false);
+    let _dns = config.dns.clone().map(|dns| {
+        let client = client.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            if let Err(e) = dns::serve(client, dns, dns_stopped).await {
+                tracing::error!(error = %e, "the cluster DNS server did not start");
+            }
+        }))
     });
 
     let server = {
