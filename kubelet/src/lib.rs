@@ -161,7 +161,13 @@ pub async fn run_with_runtime(
     let _stop_proxy = config.proxy.then(|| {
         tracing::info!(node = %config.node_name, "serving services' cluster IPs and node ports");
         let proxy = proxy::Proxy::new(Arc::new(proxy::IptablesApplier::new()), &config.node_name)
-            .with_hairpin_bridge(network.gateway);
+            .with_hairpin_bridge(network.gateway)
+            .with_local_dns(
+                config
+                    .cluster_dns
+                    .zip(node_dns(&config, network.gateway))
+                    .and_then(|(ip, dns)| Some((ip, dns.listen.first()?.ip()))),
+            );
         AbortOnDrop(tokio::spawn(
             proxy.run(client.clone(), config.resync_interval),
         ))
@@ -169,7 +175,7 @@ pub async fn run_with_runtime(
 
     // The sender lives as long as `run`: dropping it stops the server.
     let (_stop_dns, dns_stopped) = tokio::sync::watch::channel(false);
-    let _dns = config.dns.clone().map(|dns| {
+    let _dns = node_dns(&config, network.gateway).map(|dns| {
         let client = client.clone();
         AbortOnDrop(tokio::spawn(async move {
             if let Err(e) = dns::serve(client, dns, dns_stopped).await {
@@ -210,6 +216,37 @@ pub async fn run_with_runtime(
     hosts.stop();
     tracing::info!(node = %config.node_name, "kubelet stopped");
     Ok(())
+}
+
+/// The node's DNS server: `config.dns` if given, else one for `--cluster-dns` (none
+/// without it). It listens on the pod bridge's gateway, port 53 — an address of this
+/// host that the node's pods reach over their bridge — unless told otherwise; the proxy
+/// sends the cluster DNS address there ([`proxy::Proxy::with_local_dns`]). Its upstreams
+/// are the nameservers of `--resolv-conf`.
+fn node_dns(config: &KubeletConfig, gateway: std::net::Ipv4Addr) -> Option<dns::DnsConfig> {
+    let mut dns = config.dns.clone().or_else(|| {
+        config.cluster_dns?;
+        let (host, _) = resolv::PodDns {
+            cluster_dns: config.cluster_dns,
+            cluster_domain: config.cluster_domain.clone(),
+            resolv_conf: config.resolv_conf.clone(),
+        }
+        .host_config();
+        Some(dns::DnsConfig {
+            cluster_domain: config.cluster_domain.clone(),
+            listen: Vec::new(),
+            upstreams: host
+                .servers
+                .iter()
+                .filter_map(|s| s.parse::<std::net::IpAddr>().ok())
+                .map(|ip| SocketAddr::new(ip, 53))
+                .collect(),
+        })
+    })?;
+    if dns.listen.is_empty() {
+        dns.listen = vec![SocketAddr::new(gateway.into(), proxy::DNS_PORT)];
+    }
+    Some(dns)
 }
 
 /// Aborts a background task when dropped, so that no task outlives `run`.

@@ -34,7 +34,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use minik8s_client::{Api, Client, ListParams, WatcherEvent, watcher};
 
 pub use apply::{Applier, FakeApplier, IptablesApplier};
-pub use rules::{Chains, Names, ServicePort};
+pub use rules::{Chains, DNS_PORT, LocalDns, Names, ServicePort};
 
 /// How long after a change the rules are written, so that a burst is written once.
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -59,6 +59,8 @@ pub struct Proxy {
     applied: Option<Chains>,
     /// The address of the node's pod bridge, whose ports get hairpin mode.
     bridge_ip: Option<std::net::Ipv4Addr>,
+    /// The cluster DNS address sent to this node's DNS server.
+    local_dns: Option<LocalDns>,
 }
 
 impl Proxy {
@@ -68,6 +70,7 @@ impl Proxy {
             names: Names::new(node),
             applied: None,
             bridge_ip: None,
+            local_dns: None,
         }
     }
 
@@ -75,6 +78,17 @@ impl Proxy {
     /// sync happens: see [`set_hairpin_mode`].
     pub fn with_hairpin_bridge(mut self, gateway: std::net::Ipv4Addr) -> Proxy {
         self.bridge_ip = Some(gateway);
+        self
+    }
+
+    /// Sends `cluster_ip`'s port 53 (UDP and TCP) to `server`, this node's DNS server,
+    /// instead of the endpoints of the service that has it (see
+    /// [`rules::render_with_dns`]). An IPv6 server is not supported and leaves it out.
+    pub fn with_local_dns(mut self, dns: Option<(std::net::Ipv4Addr, std::net::IpAddr)>) -> Proxy {
+        self.local_dns = dns.and_then(|(cluster_ip, server)| match server {
+            std::net::IpAddr::V4(server) => Some(LocalDns { cluster_ip, server }),
+            std::net::IpAddr::V6(_) => None,
+        });
         self
     }
 
@@ -86,7 +100,7 @@ impl Proxy {
     /// when `full` (or nothing was applied yet), else only what changed since the last
     /// sync.
     pub async fn sync(&mut self, ports: &[ServicePort], full: bool) -> Result<SyncReport, String> {
-        let desired = rules::render(&self.names, ports);
+        let desired = rules::render_with_dns(&self.names, ports, self.local_dns);
         let full = full || self.applied.is_none();
         let input = if full {
             let current = rules::parse_save(&self.names, &self.applier.save().await?);

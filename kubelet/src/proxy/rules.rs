@@ -312,11 +312,43 @@ pub type Chains = BTreeMap<String, Vec<String>>;
 ///
 /// A port without endpoints gets no rules: its traffic is not redirected.
 pub fn render(names: &Names, ports: &[ServicePort]) -> Chains {
+    render_with_dns(names, ports, None)
+}
+
+/// The cluster DNS address and this node's DNS server: the one service address whose
+/// port 53 (UDP and TCP) goes to the node itself rather than to endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalDns {
+    pub cluster_ip: Ipv4Addr,
+    pub server: Ipv4Addr,
+}
+
+/// The port DNS is served on.
+pub const DNS_PORT: u16 = 53;
+
+/// [`render`], with the cluster DNS address's port 53 sent to this node's DNS server
+/// (`DNAT` to its address, first in `SERVICES`): pods of the node and the host itself ask
+/// their own node, as with NodeLocal DNSCache; the `kube-dns` service's endpoints, if
+/// any, are not used for that port.
+pub fn render_with_dns(names: &Names, ports: &[ServicePort], dns: Option<LocalDns>) -> Chains {
     let mut chains = Chains::new();
     let mark = names.mark_masq();
     let mut services = Vec::new();
     let mut node_ports = Vec::new();
+    if let Some(dns) = dns {
+        for proto in ["udp", "tcp"] {
+            services.push(format!(
+                "-d {}/32 -p {proto} -m comment --comment \"cluster DNS to this node's server\" -m {proto} --dport {DNS_PORT} -j DNAT --to-destination {}:{DNS_PORT}",
+                dns.cluster_ip, dns.server
+            ));
+        }
+    }
     for sp in ports {
+        if dns.is_some_and(|d| d.cluster_ip == sp.cluster_ip && sp.port == DNS_PORT)
+            && sp.node_port.is_none()
+        {
+            continue;
+        }
         let id = sp.id();
         let proto = sp.protocol;
         let local = |ep: &Endpoint| ep.node.as_deref() == Some(names.node.as_str());
@@ -577,4 +609,54 @@ pub fn restore_input(
     }
     out.push_str("COMMIT\n");
     Some(out)
+}
+
+#[cfg(test)]
+mod local_dns_tests {
+    use super::*;
+
+    #[test]
+    fn the_cluster_dns_port_goes_to_this_nodes_server_not_to_endpoints() {
+        let names = Names::new("node-1");
+        let sp = |protocol, port| ServicePort {
+            namespace: "kube-system".into(),
+            service: "kube-dns".into(),
+            port_name: if protocol == "udp" { "dns" } else { "dns-tcp" }.into(),
+            protocol,
+            cluster_ip: Ipv4Addr::new(10, 96, 0, 10),
+            port,
+            node_port: None,
+            affinity_seconds: None,
+            internal_local: false,
+            external_local: false,
+            endpoints: vec![Endpoint {
+                ip: Ipv4Addr::new(10, 244, 1, 1),
+                port,
+                node: Some("node-2".into()),
+            }],
+        };
+        let ports = [sp("udp", 53), sp("tcp", 53)];
+        let dns = LocalDns {
+            cluster_ip: Ipv4Addr::new(10, 96, 0, 10),
+            server: Ipv4Addr::new(10, 244, 0, 1),
+        };
+        let chains = render_with_dns(&names, &ports, Some(dns));
+        let services = &chains[&names.services()];
+        assert_eq!(
+            services[0],
+            "-d 10.96.0.10/32 -p udp -m comment --comment \"cluster DNS to this node's server\" -m udp --dport 53 -j DNAT --to-destination 10.244.0.1:53"
+        );
+        assert!(services[1].starts_with("-d 10.96.0.10/32 -p tcp "));
+        // No balancing over the service's endpoints: only the DNAT, then node ports.
+        assert_eq!(services.len(), 3);
+        assert!(
+            !chains
+                .keys()
+                .any(|c| c.contains("-SVC-") || c.contains("-SEP-"))
+        );
+        // Without it, the service is an ordinary one.
+        let plain = render(&names, &ports);
+        assert_eq!(plain[&names.services()].len(), 3);
+        assert!(plain[&names.services()][0].contains("-j MINIK8S-SVC-"));
+    }
 }
