@@ -59,6 +59,8 @@ pub struct WorkerEnv {
     pub services: Arc<ServiceCache>,
     /// The ConfigMaps and Secrets of the pods' environments and volumes.
     pub objects: Arc<ConfigObjects>,
+    /// How pods' `/etc/resolv.conf` is formed.
+    pub dns: crate::resolv::PodDns,
 }
 
 impl WorkerEnv {
@@ -102,6 +104,11 @@ impl WorkerEnv {
             ipam,
             services,
             objects,
+            dns: crate::resolv::PodDns {
+                cluster_dns: config.cluster_dns,
+                cluster_domain: config.cluster_domain.clone(),
+                resolv_conf: config.resolv_conf.clone(),
+            },
         }
     }
 }
@@ -656,6 +663,20 @@ impl PodWorker {
                 return Ok(());
             }
         };
+        // And its resolv.conf, as its DNS policy says.
+        let resolv = match self.write_resolv_conf(pod) {
+            Ok(path) => path,
+            Err(e) => {
+                self.event(
+                    pod_reference(pod, None),
+                    WARNING,
+                    "FailedMount",
+                    &format!("writing the resolv.conf file: {e}"),
+                );
+                pass.wake_in(self.env.backoff_base);
+                return Ok(());
+            }
+        };
         // A change to a ConfigMap or Secret the pod uses wakes this worker: a container
         // waiting for one starts, and volumes follow edits.
         let objects = &self.env.objects;
@@ -694,6 +715,7 @@ impl PodWorker {
             sandbox: &sandbox,
             volumes: &volumes,
             hosts: hosts.as_deref(),
+            resolv: Some(&resolv),
         };
 
         // Init containers, in order, each to completion. Runs from before the current

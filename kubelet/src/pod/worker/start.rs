@@ -29,6 +29,8 @@ pub(super) struct StartContext<'a> {
     /// The pod's hosts file, mounted at `/etc/hosts` unless the container mounts
     /// something there itself.
     pub hosts: Option<&'a Path>,
+    /// The pod's resolv.conf, mounted at `/etc/resolv.conf` the same way.
+    pub resolv: Option<&'a Path>,
 }
 
 impl PodWorker {
@@ -141,6 +143,21 @@ impl PodWorker {
                 None
             }
         }
+    }
+
+    /// Writes (or rewrites in place) the pod's resolv.conf; the warnings of forming it
+    /// are recorded the first time only, as Kubernetes records them at sandbox creation.
+    pub(super) fn write_resolv_conf(&mut self, pod: &Pod) -> std::io::Result<PathBuf> {
+        let existed = spec::pod_dir(&self.env.root_dir, &self.uid)
+            .join(crate::resolv::RESOLV_FILE)
+            .exists();
+        let (path, warnings) = self.env.dns.write(&self.env.root_dir, pod)?;
+        if !existed {
+            for (reason, message) in warnings {
+                self.event(pod_reference(pod, None), WARNING, reason, &message);
+            }
+        }
+        Ok(path)
     }
 
     /// Makes the container's image present as its pull policy says.
@@ -293,6 +310,18 @@ impl PodWorker {
             config.mounts.push(BindMount {
                 source: hosts.to_path_buf(),
                 target: crate::hosts::MOUNT_PATH.into(),
+                read_only: false,
+            });
+        }
+        if let Some(resolv) = ctx.resolv
+            && !config
+                .mounts
+                .iter()
+                .any(|m| m.target.trim_end_matches('/') == crate::resolv::MOUNT_PATH)
+        {
+            config.mounts.push(BindMount {
+                source: resolv.to_path_buf(),
+                target: crate::resolv::MOUNT_PATH.into(),
                 read_only: false,
             });
         }

@@ -134,6 +134,7 @@ impl Harness {
             ipam,
             services: crate::pod::service_env::ServiceCache::fixed(services),
             objects: crate::objects::ConfigObjects::fixed(Vec::new(), Vec::new()),
+            dns: crate::resolv::PodDns::default(),
         });
         let wake = Arc::new(Notify::new());
         let worker = PodWorker::new(env, "uid-1", wake.clone());
