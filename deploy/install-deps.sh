@@ -4,7 +4,8 @@
 # deployments), Docker (the kubelet's runtime), iproute2 and iptables (the kubelet's routes
 # and rules between nodes), a static busybox (the test image, see deploy/images.sh),
 # systemd-analyze (the unit checks), the Python kubernetes client (a compatibility
-# test) and wrk (proxy-bench's load); starts Docker's daemon if none answers. Safe to
+# test), wrk (proxy-bench's load), and dig, dnsperf and dnsmasq (the cluster DNS tests
+# and dns-bench's load and baseline); starts Docker's daemon if none answers. Safe to
 # run again; quiet when there is nothing to do.
 #
 # What is missing is decided by package, not by whether a command exists: a command can
@@ -28,6 +29,9 @@ packages=(
   systemd            # systemd-analyze checks the units in deploy/systemd/
   python3-kubernetes # the Python client compatibility test
   wrk                # the HTTP load of proxy-bench (cluster IP against pod IP)
+  dnsutils           # dig, the cluster DNS tests' client
+  dnsperf            # dns-bench's load
+  dnsmasq-base       # dnsmasq without its system service: upstream and baseline of the DNS tests
 )
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'
