@@ -159,7 +159,32 @@ pub fn entries(own: &Member, known: &[Member], local_ips: &HashMap<String, IpAdd
 /// The hosts file: localhost lines, one line per entry (`IP   name name.subdomain`), and
 /// the host aliases as Kubernetes appends them.
 pub fn render(entries: &[Entry], subdomain: Option<&str>, aliases: &[HostAlias]) -> String {
+    render_with_own(None, entries, subdomain, aliases)
+}
+
+/// The line Kubernetes' kubelet writes for a pod with a hostname and a subdomain:
+/// `IP<tab>hostname.subdomain.<ns>.svc.<domain><tab>hostname`.
+pub fn own_line(
+    ip: IpAddr,
+    hostname: &str,
+    subdomain: &str,
+    namespace: &str,
+    domain: &str,
+) -> String {
+    format!("{ip}\t{hostname}.{subdomain}.{namespace}.svc.{domain}\t{hostname}\n")
+}
+
+/// [`render`] with the pod's own line ([`own_line`]) right after the localhost lines.
+pub fn render_with_own(
+    own: Option<&str>,
+    entries: &[Entry],
+    subdomain: Option<&str>,
+    aliases: &[HostAlias],
+) -> String {
     let mut out = String::from(LOCALHOST);
+    if let Some(own) = own {
+        out.push_str(own);
+    }
     for e in entries {
         match subdomain {
             Some(sub) => out.push_str(&format!("{}   {} {}.{sub}\n", e.ip, e.hostname, e.hostname)),
@@ -271,6 +296,8 @@ struct Group {
 struct State {
     pods: HashMap<String, Local>,
     groups: HashMap<GroupKey, Group>,
+    /// The cluster domain of the pods' own fully qualified line; none when `None`.
+    cluster_domain: Option<String>,
 }
 
 /// The hosts files of this node's pods, and the group watches that keep them current.
@@ -313,6 +340,12 @@ impl Hosts {
     }
 
     /// Where the pod's hosts file is.
+    /// Gives every pod with a hostname and a subdomain its fully qualified name in the
+    /// cluster domain ([`own_line`]), as Kubernetes' kubelet does.
+    pub fn set_cluster_domain(&self, domain: &str) {
+        self.lock().cluster_domain = Some(domain.to_string()).filter(|d| !d.is_empty());
+    }
+
     pub fn path(&self, uid: &str) -> PathBuf {
         spec::pod_dir(&self.root_dir, uid).join(HOSTS_FILE)
     }
@@ -563,7 +596,17 @@ impl Hosts {
         }
         let entries = entries(&local.own, &known, &local_ips);
         let aliases = spec(&local.pod).host_aliases.clone().unwrap_or_default();
-        let content = render(&entries, subdomain, &aliases);
+        let own = match (&state.cluster_domain, &local.group, local.own.ip) {
+            (Some(domain), Some(g), Some(ip)) => Some(own_line(
+                ip,
+                &local.own.hostname,
+                &g.subdomain,
+                &g.namespace,
+                domain,
+            )),
+            _ => None,
+        };
+        let content = render_with_own(own.as_deref(), &entries, subdomain, &aliases);
         if write_in_place(&local.path, &content)? {
             tracing::debug!(pod = ?local.pod.metadata.name, "hosts file updated");
         }

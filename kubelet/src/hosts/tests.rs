@@ -214,3 +214,17 @@ async fn files_of_a_node_follow_each_other() {
         "spec": {"hostNetwork": true, "containers": []}}));
     assert_eq!(hosts.prepare(&host, None).await.unwrap(), None);
 }
+
+#[test]
+fn a_pod_with_a_subdomain_has_its_fully_qualified_line_as_kubernetes_writes_it() {
+    let own = own_line("10.1.0.5".parse().unwrap(), "web-0", "web", "shop", "cluster.local");
+    assert_eq!(own, "10.1.0.5\tweb-0.web.shop.svc.cluster.local\tweb-0\n");
+    let entries = [Entry {
+        hostname: "web-0".into(),
+        ip: "10.1.0.5".parse().unwrap(),
+    }];
+    let text = render_with_own(Some(&own), &entries, Some("web"), &[]);
+    assert!(text.ends_with(
+        "fe00::2 ip6-allrouters\n10.1.0.5\tweb-0.web.shop.svc.cluster.local\tweb-0\n10.1.0.5   web-0 web-0.web\n"
+    ));
+}

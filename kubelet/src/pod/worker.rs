@@ -88,6 +88,7 @@ impl WorkerEnv {
             &config.node_name,
             &config.root_dir,
         );
+        hosts.set_cluster_domain(&config.cluster_domain);
         WorkerEnv {
             runtime,
             api,
