@@ -217,7 +217,13 @@ async fn files_of_a_node_follow_each_other() {
 
 #[test]
 fn a_pod_with_a_subdomain_has_its_fully_qualified_line_as_kubernetes_writes_it() {
-    let own = own_line("10.1.0.5".parse().unwrap(), "web-0", "web", "shop", "cluster.local");
+    let own = own_line(
+        "10.1.0.5".parse().unwrap(),
+        "web-0",
+        "web",
+        "shop",
+        "cluster.local",
+    );
     assert_eq!(own, "10.1.0.5\tweb-0.web.shop.svc.cluster.local\tweb-0\n");
     let entries = [Entry {
         hostname: "web-0".into(),
