@@ -157,6 +157,12 @@ impl CidrClaim {
     }
 
     /// The claim's node ports: ten of its own, from 30000 up.
+    /// The `kube-dns` service's address in the claim's service range, `10.251.X.10`: what
+    /// the API server makes it and the kubelets' `--cluster-dns`.
+    pub fn cluster_dns(&self) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::new(10, 251, self.octet, 10)
+    }
+
     pub fn node_ports(&self) -> (u16, u16) {
         let first = 30000 + (u16::from(self.octet) - 100) * 10;
         (first, first + 9)
@@ -473,6 +479,7 @@ impl TestNode {
         config.pod_cidr_timeout = Duration::from_secs(60);
         config.image_pull_timeout = Duration::from_secs(30);
         config.docker_socket = self.dockerd.as_ref().map(PrivateDockerd::host);
+        config.cluster_dns = Some(self.claim.cluster_dns());
         Ok(config)
     }
 
@@ -509,6 +516,8 @@ impl TestNode {
             .args(["--port", "0", "--heartbeat-interval", "2s"])
             .args(["--resync-interval", "2s", "--backoff-base", "1s"])
             .args(["--backoff-max", "10s", "--pod-cidr-timeout", "60s"])
+            .arg("--cluster-dns")
+            .arg(self.claim.cluster_dns().to_string())
             .args(
                 config
                     .docker_socket
