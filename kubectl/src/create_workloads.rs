@@ -114,6 +114,10 @@ pub struct DataSources {
     /// A file of `KEY=value` lines.
     #[arg(long = "from-env-file", value_name = "PATH")]
     pub env_files: Vec<String>,
+
+    /// Append a hash of the contents to the name.
+    #[arg(long)]
+    pub append_hash: bool,
 }
 
 #[derive(Args, Debug)]
@@ -782,7 +786,7 @@ fn config_map(name: &str, sources: &DataSources) -> Result<Value> {
     if !data.binary.is_empty() {
         object["binaryData"] = Value::Object(data.binary);
     }
-    Ok(object)
+    Ok(with_hash(object, sources.append_hash))
 }
 
 /// The Secret `create secret generic` builds.
@@ -799,7 +803,17 @@ fn secret(name: &str, sources: &DataSources, secret_type: Option<&str>) -> Resul
     if let Some(t) = secret_type.filter(|t| !t.is_empty()) {
         object["type"] = json!(t);
     }
-    Ok(object)
+    Ok(with_hash(object, sources.append_hash))
+}
+
+/// `--append-hash`: the name with the hash of the contents.
+fn with_hash(mut object: Value, append: bool) -> Value {
+    if append {
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        let name = format!("{name}-{}", crate::hash::name_suffix(&object));
+        object["metadata"]["name"] = json!(name);
+    }
+    object
 }
 
 /// Field order of the Go structs these commands print; keys not listed come after, sorted.
