@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use kubectl_support::{Cluster, Output};
 use minik8s_api::resource::{
-    CONFIG_MAPS, DEPLOYMENTS, JOBS, NAMESPACES, PODS, REPLICA_SETS, ResourceInfo, SECRETS,
+    CONFIG_MAPS, CONTROLLER_REVISIONS, DEPLOYMENTS, JOBS, NAMESPACES, PODS, REPLICA_SETS,
+    ResourceInfo, SECRETS, STATEFUL_SETS,
 };
 use minik8s_client::{DynamicApi, Patch};
 use serde_json::{Value, json};
@@ -1062,7 +1063,7 @@ async fn replica_sets(c: &Cluster, ns: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rollouts_of_the_deployment_controller_read_as_the_real_kubectls() {
+async fn rollouts_of_the_workload_controllers_read_as_the_real_kubectls() {
     let c = Cluster::start_with_controllers().await;
     namespace(&c, "ours").await;
     namespace(&c, "real").await;
@@ -1129,5 +1130,58 @@ async fn rollouts_of_the_deployment_controller_read_as_the_real_kubectls() {
     assert_eq!(
         web["spec"]["template"]["spec"]["containers"][0]["image"], "busybox:1.36",
         "undo took the Deployment back to its first template"
+    );
+
+    // A StatefulSet's revisions are the ControllerRevisions its controller keeps.
+    for ns in ["ours", "real"] {
+        api(&c, &STATEFUL_SETS, ns)
+            .create(&json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "db"},
+                "spec": {"replicas": 0, "serviceName": "db",
+                         "selector": {"matchLabels": {"app": "db"}},
+                         "template": {"metadata": {"labels": {"app": "db"}},
+                                      "spec": {"containers": [{"name": "db", "image": "busybox:1.36"}]}}}}))
+            .await
+            .unwrap();
+    }
+    let revisions = async |ns: &str, n: usize| {
+        minik8s_tests::wait_for(
+            &format!("{n} ControllerRevisions in {ns}"),
+            Duration::from_secs(30),
+            || async {
+                let list = api(&c, &CONTROLLER_REVISIONS, ns)
+                    .list(&Default::default())
+                    .await
+                    .ok()?;
+                (list.items.len() == n).then_some(())
+            },
+        )
+        .await
+        .unwrap();
+    };
+    for ns in ["ours", "real"] {
+        revisions(ns, 1).await;
+    }
+    let args: &[&str] = &["set", "image", "statefulset/db", "db=busybox:1.37"];
+    let (ours, real) = both_in(&c, "ours", "real", args).await;
+    assert_same(args, &ours, &real);
+    for ns in ["ours", "real"] {
+        revisions(ns, 2).await;
+    }
+    for args in [
+        &["rollout", "history", "statefulset/db"][..],
+        &["rollout", "history", "statefulset/db", "--revision=1"],
+        &["rollout", "undo", "statefulset/db", "--dry-run=client"],
+        &["rollout", "undo", "statefulset/db", "--to-revision=2"],
+        &["rollout", "undo", "statefulset/db", "--to-revision=5"],
+        &["rollout", "undo", "statefulset/db"],
+    ] {
+        let (ours, real) = both_in(&c, "ours", "real", args).await;
+        assert_same(args, &ours, &real);
+    }
+    let db = api(&c, &STATEFUL_SETS, "ours").get("db").await.unwrap();
+    assert_eq!(
+        db["spec"]["template"]["spec"]["containers"][0]["image"],
+        "busybox:1.36"
     );
 }

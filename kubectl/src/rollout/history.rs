@@ -335,12 +335,15 @@ async fn undo(
     };
     let revision = &history[index];
     if dry_run == DryRun::Client {
-        let template = if is_deployment {
-            &revision.object["spec"]["template"]
+        // kubectl words the two rollbackers' dry runs differently.
+        return Ok(if is_deployment {
+            describe_pod_template(&revision.object["spec"]["template"])
         } else {
-            &revision.template
-        };
-        return Ok(describe_pod_template(template));
+            format!(
+                "will roll back to {}",
+                describe_pod_template(&revision.template)
+            )
+        });
     }
     let params = PostParams {
         dry_run: dry_run == DryRun::Server,
