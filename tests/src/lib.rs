@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod bench;
+pub mod dns;
 pub mod dockerd;
 pub mod etcd;
 pub mod kubelet;
