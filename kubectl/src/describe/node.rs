@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::writer::{
     Writer, annotations_multiline, events, labels_multiline, list, s, taints_multiline, v,
 };
-use crate::quantity::Quantity;
+use minik8s_api::quantity::{Quantity, parse_quantity};
 
 pub fn describe_node(
     node: &Value,
@@ -161,7 +161,7 @@ fn quantities(list: &Value) -> BTreeMap<String, Quantity> {
     list.as_object()
         .into_iter()
         .flatten()
-        .filter_map(|(k, val)| Quantity::parse(s(val)).map(|q| (k.clone(), q)))
+        .filter_map(|(k, val)| parse_quantity(s(val)).ok().map(|q| (k.clone(), q)))
         .collect()
 }
 
@@ -175,19 +175,19 @@ fn pod_requests_and_limits(
         let total: &mut BTreeMap<String, Quantity> = if i == 0 { &mut out.0 } else { &mut out.1 };
         for c in list(&pod["spec"]["containers"]) {
             for (name, q) in quantities(&c["resources"][kind]) {
-                total.entry(name).or_insert_with(Quantity::zero).add(&q);
+                total.entry(name).or_default().add(&q);
             }
         }
         for c in list(&pod["spec"]["initContainers"]) {
             for (name, q) in quantities(&c["resources"][kind]) {
-                let current = total.entry(name).or_insert_with(Quantity::zero);
-                if q.milli_value() > current.milli_value() {
+                let current = total.entry(name).or_default();
+                if q.as_millis() > current.as_millis() {
                     *current = q;
                 }
             }
         }
         for (name, q) in quantities(&pod["spec"]["overhead"]) {
-            total.entry(name).or_insert_with(Quantity::zero).add(&q);
+            total.entry(name).or_default().add(&q);
         }
     }
     out
@@ -206,16 +206,9 @@ fn node_resources(w: &mut Writer, node: &Value, pods: &[Value]) {
     if allocatable.is_empty() {
         allocatable = quantities(&node["status"]["capacity"]);
     }
-    let alloc = |name: &str| {
-        allocatable
-            .get(name)
-            .copied()
-            .unwrap_or_else(Quantity::zero)
-    };
+    let alloc = |name: &str| allocatable.get(name).copied().unwrap_or_default();
     let (cpu, memory, storage) = (alloc("cpu"), alloc("memory"), alloc("ephemeral-storage"));
-    let get = |m: &BTreeMap<String, Quantity>, name: &str| {
-        m.get(name).copied().unwrap_or_else(Quantity::zero)
-    };
+    let get = |m: &BTreeMap<String, Quantity>, name: &str| m.get(name).copied().unwrap_or_default();
     w.write(
         0,
         &format!("Non-terminated Pods:\t({} in total)\n", pods.len()),
@@ -242,26 +235,20 @@ fn node_resources(w: &mut Writer, node: &Value, pods: &[Value]) {
                 s(&pod["metadata"]["namespace"]),
                 s(&pod["metadata"]["name"]),
                 cr.canonical(),
-                percent(cr.milli_value(), cpu.milli_value()),
+                percent(cr.as_millis(), cpu.as_millis()),
                 cl.canonical(),
-                percent(cl.milli_value(), cpu.milli_value()),
+                percent(cl.as_millis(), cpu.as_millis()),
                 mr.canonical(),
-                percent(mr.value(), memory.value()),
+                percent(mr.as_value(), memory.as_value()),
                 ml.canonical(),
-                percent(ml.value(), memory.value()),
+                percent(ml.as_value(), memory.as_value()),
             ),
         );
         for (name, q) in requests {
-            total_requests
-                .entry(name)
-                .or_insert_with(Quantity::zero)
-                .add(&q);
+            total_requests.entry(name).or_default().add(&q);
         }
         for (name, q) in limits {
-            total_limits
-                .entry(name)
-                .or_insert_with(Quantity::zero)
-                .add(&q);
+            total_limits.entry(name).or_default().add(&q);
         }
     }
     w.write(
@@ -278,9 +265,9 @@ fn node_resources(w: &mut Writer, node: &Value, pods: &[Value]) {
         let (r, l) = (get(&total_requests, name), get(&total_limits, name));
         let frac = |q: &Quantity| {
             if milli {
-                percent(q.milli_value(), whole.milli_value())
+                percent(q.as_millis(), whole.as_millis())
             } else {
-                percent(q.value(), whole.value())
+                percent(q.as_value(), whole.as_value())
             }
         };
         w.write(
@@ -307,9 +294,9 @@ fn node_resources(w: &mut Writer, node: &Value, pods: &[Value]) {
             &format!(
                 "{name}\t{} ({}%)\t{} ({}%)\n",
                 r.canonical(),
-                percent(r.value(), whole.value()),
+                percent(r.as_value(), whole.as_value()),
                 l.canonical(),
-                percent(l.value(), whole.value())
+                percent(l.as_value(), whole.as_value())
             ),
         );
     }

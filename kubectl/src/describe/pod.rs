@@ -6,7 +6,7 @@ use super::writer::{
     Writer, annotations_multiline, events, labels_multiline, list, print_bool, s,
     tolerations_multiline, v,
 };
-use crate::quantity::{Quantity, canonical};
+use minik8s_api::quantity::parse_quantity;
 
 pub fn describe_pod(pod: &Value, pod_events: Option<&[Value]>, w: &mut Writer) {
     let meta = &pod["metadata"];
@@ -475,6 +475,12 @@ fn field_value(pod: &Value, path: &str) -> String {
     s(value).to_string()
 }
 
+/// A quantity string in Kubernetes' canonical form; text that is not a quantity stays as
+/// it is.
+fn canonical(text: &str) -> String {
+    parse_quantity(text).map_or_else(|_| text.to_string(), |q| q.canonical())
+}
+
 /// A container's resource as the downward API gives it: CPU in units of the divisor
 /// (whole cores by default), everything else in units of the divisor (bytes), rounded up.
 fn resource_value(c: &Value, field: &Value) -> String {
@@ -482,14 +488,15 @@ fn resource_value(c: &Value, field: &Value) -> String {
     let Some((kind, name)) = resource.split_once('.') else {
         return String::new();
     };
-    let quantity = Quantity::parse(s(&c["resources"][kind][name])).unwrap_or_else(Quantity::zero);
-    let divisor = Quantity::parse(s(&field["divisor"]))
+    let quantity = parse_quantity(s(&c["resources"][kind][name])).unwrap_or_default();
+    let divisor = parse_quantity(s(&field["divisor"]))
+        .ok()
         .filter(|d| !d.is_zero())
-        .unwrap_or_else(|| Quantity::parse("1").unwrap_or_else(Quantity::zero));
+        .unwrap_or_else(|| parse_quantity("1").unwrap_or_default());
     let value = if name == "cpu" {
-        ceil_div(quantity.milli_value(), divisor.milli_value())
+        ceil_div(quantity.as_millis(), divisor.as_millis())
     } else {
-        ceil_div(quantity.value(), divisor.value())
+        ceil_div(quantity.as_value(), divisor.as_value())
     };
     value.to_string()
 }
@@ -527,8 +534,9 @@ pub(super) fn volumes(w: &mut Writer, volumes: &[Value]) {
                 ),
             );
         } else if let Some(e) = vol.get("emptyDir").filter(|e| e.is_object()) {
-            let size = Quantity::parse(s(&e["sizeLimit"]))
-                .filter(|q| q.milli_value() > 0)
+            let size = parse_quantity(s(&e["sizeLimit"]))
+                .ok()
+                .filter(|q| q.as_millis() > 0)
                 .map(|q| q.canonical())
                 .unwrap_or_else(|| "<unset>".into());
             w.write(
@@ -584,14 +592,17 @@ pub fn qos_class(pod: &Value) -> String {
     let mut guaranteed = true;
     for c in &all {
         let r = &c["resources"];
-        let nonzero = |kind: &str, name: &str| {
-            Quantity::parse(s(&r[kind][name])).is_some_and(|q| !q.is_zero())
-        };
+        let nonzero =
+            |kind: &str, name: &str| parse_quantity(s(&r[kind][name])).is_ok_and(|q| !q.is_zero());
         for name in ["cpu", "memory"] {
             let (req, lim) = (nonzero("requests", name), nonzero("limits", name));
             any |= req || lim;
-            let equal = Quantity::parse(s(&r["requests"][name])).map(|q| q.milli_value())
-                == Quantity::parse(s(&r["limits"][name])).map(|q| q.milli_value());
+            let equal = parse_quantity(s(&r["requests"][name]))
+                .ok()
+                .map(|q| q.as_millis())
+                == parse_quantity(s(&r["limits"][name]))
+                    .ok()
+                    .map(|q| q.as_millis());
             if !lim || (req && !equal) {
                 guaranteed = false;
             }

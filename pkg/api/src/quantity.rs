@@ -3,13 +3,60 @@
 //! A quantity is held exactly, as a whole number of nano-units, the finest precision
 //! Kubernetes keeps: like Kubernetes, a value with more decimals is rounded away from zero
 //! to the next nano-unit, so that asking for a tiny amount never turns into nothing.
+//!
+//! It also keeps the [`Format`] of its suffix, as Kubernetes does, so that
+//! [`Quantity::canonical`] prints it the way `resource.Quantity.String()` does: `0.5` is
+//! `500m`, `1000m` is `1`, `1024Mi` is `1Gi`.
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
-/// A parsed quantity. Ordered by value, so `"1"` equals `"1000m"`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The style a quantity was written in, which its canonical text keeps (Kubernetes'
+/// `resource.Format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// `e3`, `E-2` — and a quantity that was never parsed.
+    #[default]
+    DecimalExponent,
+    /// `Ki`, `Mi`, ... `Ei`.
+    BinarySi,
+    /// No suffix, or `n`, `u`, `m`, `k`, `M`, ... `E`.
+    DecimalSi,
+}
+
+/// A parsed quantity. Compared, ordered and hashed by value alone, so `"1"` equals
+/// `"1000m"`.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Quantity {
     nanos: i128,
+    format: Format,
+}
+
+impl PartialEq for Quantity {
+    fn eq(&self, other: &Self) -> bool {
+        self.nanos == other.nanos
+    }
+}
+
+impl Eq for Quantity {}
+
+impl PartialOrd for Quantity {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Quantity {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.nanos.cmp(&other.nanos)
+    }
+}
+
+impl Hash for Quantity {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.nanos.hash(state);
+    }
 }
 
 /// Why a string is not a quantity. The messages are Kubernetes' own.
@@ -29,9 +76,17 @@ const NANOS_PER_UNIT: i128 = 1_000_000_000;
 const NANOS_PER_MILLI: i128 = 1_000_000;
 
 impl Quantity {
-    /// A quantity of exactly `nanos` nano-units.
+    /// A quantity of exactly `nanos` nano-units, in [`Format::DecimalSi`].
     pub fn from_nanos(nanos: i128) -> Quantity {
-        Quantity { nanos }
+        Quantity {
+            nanos,
+            format: Format::DecimalSi,
+        }
+    }
+
+    /// The style its suffix was written in.
+    pub fn format(&self) -> Format {
+        self.format
     }
 
     /// The exact value in nano-units.
@@ -57,6 +112,73 @@ impl Quantity {
 
     pub fn is_negative(&self) -> bool {
         self.nanos < 0
+    }
+
+    /// Adds `other`. The sum keeps this quantity's format, unless this is a zero that was
+    /// never parsed ([`Quantity::default`]), which takes `other`'s.
+    pub fn add(&mut self, other: &Quantity) {
+        if self.nanos == 0 && self.format == Format::DecimalExponent {
+            self.format = other.format;
+        }
+        self.nanos += other.nanos;
+    }
+
+    /// Kubernetes' canonical text (`resource.Quantity.String()`): the largest suffix of
+    /// its format that keeps the number an integer, `Ki`-style only for a whole number of
+    /// at least 1024 (otherwise decimal).
+    pub fn canonical(&self) -> String {
+        if self.nanos == 0 {
+            return "0".into();
+        }
+        let mut format = self.format;
+        if format == Format::BinarySi
+            && (self.nanos.abs() < 1024 * NANOS_PER_UNIT || self.nanos % NANOS_PER_UNIT != 0)
+        {
+            format = Format::DecimalSi;
+        }
+        if format == Format::BinarySi {
+            let mut amount = self.nanos / NANOS_PER_UNIT;
+            let mut power = 0;
+            while amount % 1024 == 0 && power < 6 {
+                amount /= 1024;
+                power += 1;
+            }
+            let suffix = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][power];
+            return format!("{amount}{suffix}");
+        }
+        // The mantissa with no trailing zeros, then the exponent lowered to a multiple
+        // of three.
+        let mut amount = self.nanos;
+        let mut exponent: i32 = -9;
+        while amount % 10 == 0 {
+            amount /= 10;
+            exponent += 1;
+        }
+        match exponent.rem_euclid(3) {
+            1 => {
+                amount *= 10;
+                exponent -= 1;
+            }
+            2 => {
+                amount *= 100;
+                exponent -= 2;
+            }
+            _ => {}
+        }
+        let suffix = match (format, exponent) {
+            (_, 0) => String::new(),
+            (Format::DecimalSi, -9) => "n".into(),
+            (Format::DecimalSi, -6) => "u".into(),
+            (Format::DecimalSi, -3) => "m".into(),
+            (Format::DecimalSi, 3) => "k".into(),
+            (Format::DecimalSi, 6) => "M".into(),
+            (Format::DecimalSi, 9) => "G".into(),
+            (Format::DecimalSi, 12) => "T".into(),
+            (Format::DecimalSi, 15) => "P".into(),
+            (Format::DecimalSi, 18) => "E".into(),
+            (_, e) => format!("e{e}"),
+        };
+        format!("{amount}{suffix}")
     }
 }
 
@@ -149,6 +271,13 @@ pub fn parse_quantity(input: &str) -> Result<Quantity, QuantityError> {
     }
     let suffix = std::str::from_utf8(suffix).map_err(|_| QuantityError::Format)?;
     let (pow10, pow2) = interpret_suffix(suffix).ok_or(QuantityError::Suffix)?;
+    let format = if pow2 > 0 {
+        Format::BinarySi
+    } else if suffix != "E" && suffix.starts_with(['e', 'E']) {
+        Format::DecimalExponent
+    } else {
+        Format::DecimalSi
+    };
 
     let mut digits: Vec<u8> = int_part
         .iter()
@@ -157,7 +286,7 @@ pub fn parse_quantity(input: &str) -> Result<Quantity, QuantityError> {
         .skip_while(|&d| d == 0)
         .collect();
     if digits.is_empty() {
-        return Ok(Quantity::default());
+        return Ok(Quantity { nanos: 0, format });
     }
     multiply_by_pow2(&mut digits, pow2);
     // The value is digits × 10^exp10 units; the number of nano-units is that × 10^9.
@@ -165,6 +294,7 @@ pub fn parse_quantity(input: &str) -> Result<Quantity, QuantityError> {
     let nanos = to_rounded_integer(&digits, exp10).ok_or(QuantityError::TooLarge)?;
     Ok(Quantity {
         nanos: if negative { -nanos } else { nanos },
+        format,
     })
 }
 
@@ -363,5 +493,58 @@ mod tests {
         assert_eq!(q("3n").to_string(), "3n");
         assert_eq!(q("-250m").to_string(), "-250m");
         assert_eq!(q(&q("1.25Gi").to_string()), q("1.25Gi"));
+    }
+
+    /// Kubernetes' canonical text, as `kubectl describe` prints it.
+    fn canonical(text: &str) -> String {
+        q(text).canonical()
+    }
+
+    #[test]
+    fn canonical_forms() {
+        for (input, want) in [
+            ("500m", "500m"),
+            ("0.5", "500m"),
+            ("0.25", "250m"),
+            ("1000m", "1"),
+            ("1500m", "1500m"),
+            ("2", "2"),
+            ("10", "10"),
+            ("1000", "1k"),
+            ("64Mi", "64Mi"),
+            ("1024Mi", "1Gi"),
+            ("1536Mi", "1536Mi"),
+            ("1.5Gi", "1536Mi"),
+            ("512Ki", "512Ki"),
+            ("0.5Ki", "512"),
+            ("1G", "1G"),
+            ("2E", "2E"),
+            ("128974848", "128974848"),
+            ("1e3", "1e3"),
+            ("110", "110"),
+            ("0", "0"),
+            ("100n", "100n"),
+        ] {
+            assert_eq!(canonical(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn sums_keep_the_first_format() {
+        let mut sum = Quantity::default();
+        sum.add(&q("64Mi"));
+        sum.add(&q("128Mi"));
+        assert_eq!(sum.canonical(), "192Mi");
+        let mut cpu = Quantity::default();
+        for _ in 0..7 {
+            cpu.add(&q("500m"));
+        }
+        assert_eq!(cpu.canonical(), "3500m");
+        assert_eq!(cpu.as_millis(), 3500);
+        assert_eq!(q("8Gi").as_value(), 8 << 30);
+        let mut decimal = q("1k");
+        decimal.add(&q("1Ki"));
+        assert_eq!(decimal.canonical(), "2024");
+        assert_eq!(decimal.format(), Format::DecimalSi);
     }
 }
