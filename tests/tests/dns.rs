@@ -454,7 +454,8 @@ async fn large_answers_truncate_over_udp_and_come_whole_over_tcp() {
 }
 
 /// 1000 services (one in five headless) with 5 endpoints each, served by the benchmark
-/// binary's `serve` mode in a process of its own: resident memory at most 40 MiB.
+/// binary's `serve` mode in a process of its own: resident memory at most 40 MiB, and
+/// no CPU while nothing is asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_with_1000_services_and_5000_endpoints() {
     let api = TestApiServer::start(Backend::Embedded).await.unwrap();
@@ -477,11 +478,18 @@ async fn memory_with_1000_services_and_5000_endpoints() {
     .await;
     let rss = minik8s_tests::proc::mem_mib(child.id(), "VmRSS");
     let peak = minik8s_tests::proc::mem_mib(child.id(), "VmHWM");
+    // Asked nothing, it sleeps (the bound of tests/tests/idle_cpu.rs).
+    let idle = match &result {
+        Ok(()) => minik8s_tests::proc::idle_cpu_percent(child.id(), Duration::from_secs(5)).await,
+        Err(_) => Ok(0.0),
+    };
     let _ = child.kill();
     let _ = child.wait();
     result.unwrap();
+    let idle = idle.unwrap();
     eprintln!(
-        "DNS server with 1000 services, 5000 endpoints: RSS {rss:.1} MiB, peak {peak:.1} MiB"
+        "DNS server with 1000 services, 5000 endpoints: RSS {rss:.1} MiB, peak {peak:.1} MiB, idle CPU {idle:.2} %"
     );
     assert!(rss > 0.0 && rss <= 40.0, "RSS {rss:.1} MiB");
+    assert!(idle <= 3.0, "idle CPU {idle:.2} %");
 }
