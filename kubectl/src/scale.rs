@@ -52,9 +52,9 @@ pub struct ScaleArgs {
     #[arg(long, value_name = "STRATEGY", num_args = 0..=1, default_missing_value = "unchanged")]
     pub dry_run: Option<String>,
 
-    /// Accepted for compatibility: this kubectl does not wait for the new size.
-    #[arg(long, value_name = "DURATION", hide = true)]
-    pub timeout: Option<String>,
+    /// Wait this long for the new size to be reached (0: do not wait).
+    #[arg(long, default_value = "0s", value_name = "DURATION")]
+    pub timeout: String,
 }
 
 fn parse_count(value: &str, flag: &str) -> Result<i64> {
@@ -73,6 +73,12 @@ pub async fn run(args: ScaleArgs, session: &mut Session, io: &mut Io<'_>) -> Res
     let current = parse_count(&args.current_replicas, "--current-replicas")?;
     let dry_run = DryRun::parse(args.dry_run.as_deref())?;
     let format = parse_format(args.output.as_deref())?;
+    let timeout = crate::session::parse_duration(&args.timeout).ok_or_else(|| {
+        Error::Plain(format!(
+            "error: invalid argument {:?} for \"--timeout\" flag: time: invalid duration {:?}\nSee 'kubectl scale --help' for usage.",
+            args.timeout, args.timeout
+        ))
+    })?;
     if replicas < 0 {
         return Err(Error::msg(
             "The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0",
@@ -105,11 +111,15 @@ pub async fn run(args: ScaleArgs, session: &mut Session, io: &mut Io<'_>) -> Res
     });
     let mut errors = Vec::new();
     for target in &found.targets {
-        if dry_run != DryRun::Client
-            && let Err(e) = scale(target, replicas, precondition.as_ref(), dry_run, session).await
-        {
-            errors.push(e);
-            continue;
+        if dry_run != DryRun::Client {
+            let mut scaled = scale(target, replicas, precondition.as_ref(), dry_run, session).await;
+            if scaled.is_ok() && !timeout.is_zero() {
+                scaled = wait_for_size(target, replicas, timeout, session).await;
+            }
+            if let Err(e) = scaled {
+                errors.push(e);
+                continue;
+            }
         }
         crate::create_workloads::print_object(
             &target.object,
@@ -124,6 +134,36 @@ pub async fn run(args: ScaleArgs, session: &mut Session, io: &mut Io<'_>) -> Res
         return Error::collect(errors);
     }
     Error::collect(found.errors)
+}
+
+/// `--timeout`: watches the object until its size is the one asked for (or someone else
+/// asked for another), as kubectl's `WaitForScaleHasDesiredReplicas`.
+async fn wait_for_size(
+    target: &Target,
+    replicas: i64,
+    timeout: Duration,
+    session: &mut Session,
+) -> Result<()> {
+    let api = target.api(session)?;
+    let deadline = crate::watch_one::deadline(timeout);
+    let outcome = crate::watch_one::until(&api, &target.name, deadline, false, |event| {
+        Ok(match event {
+            minik8s_client::WatchEvent::Added(o) | minik8s_client::WatchEvent::Modified(o) => {
+                let spec = o["spec"]["replicas"].as_i64().unwrap_or(1);
+                let status = o["status"]["replicas"].as_i64().unwrap_or(0);
+                spec != replicas || status == replicas
+            }
+            _ => false,
+        })
+    })
+    .await?;
+    match outcome {
+        crate::watch_one::Until::Done => Ok(()),
+        crate::watch_one::Until::TimedOut => Err(Error::msg(format!(
+            "timed out waiting for {:?} to be synced",
+            target.name
+        ))),
+    }
 }
 
 /// kubectl's `ScalePrecondition`.

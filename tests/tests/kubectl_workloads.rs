@@ -636,6 +636,8 @@ async fn scale_set_image_and_rollouts_do_what_the_real_kubectl_does() {
             "deployment/web",
             "deployment/solo",
         ],
+        // No controller: the size asked for is never reached.
+        &["scale", "--replicas=2", "deployment/solo", "--timeout=1s"],
         &["scale", "--replicas=0", "rs", "-l", "app=web"],
         &["scale", "--replicas=0", "deployment", "-l", "app=nothing"],
         &["scale", "--replicas=0", "deployment/web", "-l", "app=web"],
