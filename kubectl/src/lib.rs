@@ -14,6 +14,7 @@ pub mod api_resources;
 pub mod apply;
 pub mod completion;
 pub mod create;
+pub mod create_data;
 pub mod create_workloads;
 pub mod delete;
 pub mod describe;
