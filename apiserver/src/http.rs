@@ -635,15 +635,7 @@ async fn scale_request(
 /// The container a request about a pod names with `container`: one of the pod's, or
 /// its only app container when none is named.
 pub(crate) fn pod_container(pod: &Value, name: &str, requested: Option<&String>) -> Result<String> {
-    let names = |key: &str| -> Vec<String> {
-        pod["spec"][key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c["name"].as_str().map(str::to_string))
-            .collect()
-    };
-    let (apps, inits) = (names("containers"), names("initContainers"));
+    let (apps, inits) = minik8s_api::pod::container_names(pod);
     match requested.filter(|c| !c.is_empty()) {
         Some(c) if apps.contains(c) || inits.contains(c) => Ok(c.clone()),
         Some(c) => Err(ApiError::BadRequest(format!(

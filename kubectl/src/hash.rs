@@ -36,7 +36,7 @@ pub fn name_suffix(object: &Value) -> String {
     fields.sort_by_key(|(k, _)| *k);
     let body: Vec<String> = fields
         .iter()
-        .map(|(k, v)| format!("{}:{v}", compact(&Value::String(k.to_string()))))
+        .map(|(k, v)| format!("{}:{v}", minik8s_api::gojson::string(k)))
         .collect();
     let encoded = format!("{{{}}}", body.join(","));
     let hex: String = sha256(encoded.as_bytes())
@@ -63,7 +63,7 @@ fn compact(value: &Value) -> String {
         Value::Object(map) => {
             let items: Vec<String> = map
                 .iter()
-                .map(|(k, v)| format!("{}:{}", compact(&Value::String(k.clone())), compact(v)))
+                .map(|(k, v)| format!("{}:{}", minik8s_api::gojson::string(k), compact(v)))
                 .collect();
             format!("{{{}}}", items.join(","))
         }
@@ -71,27 +71,7 @@ fn compact(value: &Value) -> String {
             let items: Vec<String> = items.iter().map(compact).collect();
             format!("[{}]", items.join(","))
         }
-        Value::String(text) => {
-            let mut out = String::from("\"");
-            for c in text.chars() {
-                match c {
-                    '"' => out.push_str("\\\""),
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
-                    '\u{8}' => out.push_str("\\b"),
-                    '\u{c}' => out.push_str("\\f"),
-                    '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                        out.push_str(&format!("\\u{:04x}", c as u32))
-                    }
-                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
-            out
-        }
+        Value::String(text) => minik8s_api::gojson::string(text),
         scalar => to_json(scalar).trim_end().to_string(),
     }
 }

@@ -108,16 +108,7 @@ pub async fn run(args: LogsArgs, session: &mut Session, io: &mut Io<'_>) -> Resu
 /// The container kubectl picks when none is named: the only one, or the one the
 /// default-container annotation names, or the first (saying so on stderr unless `quiet`).
 pub(crate) fn choose_container(pod: &Value, quiet: bool, io: &mut Io<'_>) -> Result<String> {
-    let names = |key: &str| -> Vec<String> {
-        pod["spec"][key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c["name"].as_str().map(str::to_string))
-            .collect()
-    };
-    let containers = names("containers");
-    let init = names("initContainers");
+    let (containers, init) = minik8s_api::pod::container_names(pod);
     if let Some(annotated) = pod["metadata"]["annotations"][DEFAULT_CONTAINER].as_str()
         && containers.iter().any(|c| c == annotated)
     {

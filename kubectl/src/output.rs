@@ -90,7 +90,7 @@ fn write_json(out: &mut String, value: &Value, depth: usize) {
             Some(f) if !n.is_i64() && !n.is_u64() => out.push_str(&go_json_float(f)),
             _ => out.push_str(&n.to_string()),
         },
-        Value::String(s) => write_json_string(out, s),
+        Value::String(s) => minik8s_api::gojson::write_string(out, s),
         Value::Array(items) if items.is_empty() => out.push_str("[]"),
         Value::Array(items) => {
             out.push('[');
@@ -113,7 +113,7 @@ fn write_json(out: &mut String, value: &Value, depth: usize) {
                     out.push(',');
                 }
                 indent(out, depth + 1);
-                write_json_string(out, key);
+                minik8s_api::gojson::write_string(out, key);
                 out.push_str(": ");
                 write_json(out, item, depth + 1);
             }
@@ -121,25 +121,6 @@ fn write_json(out: &mut String, value: &Value, depth: usize) {
             out.push('}');
         }
     }
-}
-
-fn write_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// Go's JSON float: plain decimals, exponent form below 1e-6 and from 1e21.
