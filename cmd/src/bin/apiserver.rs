@@ -52,12 +52,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    minik8s_cmd::init_tracing();
     let args = Args::parse();
     let store = match &args.datastore_endpoint {
         Some(url) => StoreConfig::parse_etcd(url).map_err(anyhow::Error::msg)?,

@@ -82,20 +82,9 @@ struct Args {
     resolv_conf: PathBuf,
 }
 
-fn default_node_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_lowercase())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    minik8s_cmd::init_tracing();
     let args = Args::parse();
     let client = Config::from_kubeconfig(&KubeconfigOptions {
         path: args.kubeconfig.clone(),
@@ -104,7 +93,10 @@ async fn main() -> anyhow::Result<()> {
         ..KubeconfigOptions::default()
     })
     .context("configuring the API client")?;
-    let node_name = args.node_name.clone().unwrap_or_else(default_node_name);
+    let node_name = args
+        .node_name
+        .clone()
+        .map_or_else(minik8s_cmd::host_name, Ok)?;
     let mut config = KubeletConfig::new(client, node_name);
     config.root_dir = args.root_dir;
     config.address = args.address;

@@ -93,22 +93,9 @@ fn ours_or_missing(path: &Path) -> bool {
     }
 }
 
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_ascii_lowercase())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "node-1".to_string())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    minik8s_cmd::init_tracing();
     match Cli::parse().command {
         Command::Up(up) => run_up(up).await,
         Command::Reset(reset) => run_reset(reset).await,
@@ -166,7 +153,7 @@ async fn run_up(up: Up) -> anyhow::Result<()> {
         .write(&path)
         .with_context(|| format!("writing {}", path.display()))?;
 
-    let node_name = up.node_name.unwrap_or_else(host_name);
+    let node_name = up.node_name.map_or_else(minik8s_cmd::host_name, Ok)?;
     let mut kubelet = KubeletConfig::new(Config::new(url.parse()?), node_name.clone());
     kubelet.root_dir = data_dir.join("kubelet");
     kubelet.port = up.kubelet_port;
