@@ -3,9 +3,10 @@
 //! run against the same API server: the same objects, the same output lines, the same
 //! errors and exit codes.
 //!
-//! The server runs without its controllers: each kubectl works in a namespace of its own
-//! that holds the same objects, so that one's writes cannot change what the other sees,
-//! and the statuses `rollout status` and `wait` watch are written through `/status`.
+//! Each kubectl works in a namespace of its own that holds the same objects, so that one's
+//! writes cannot change what the other sees. Most tests run the server without its
+//! controllers, and the statuses `rollout status` and `wait` watch are written through
+//! `/status`; two run the workload controllers (one with a kubelet on Docker) end to end.
 
 mod kubectl_support;
 
@@ -1186,4 +1187,97 @@ async fn rollouts_of_the_workload_controllers_read_as_the_real_kubectls() {
         db["spec"]["template"]["spec"]["containers"][0]["image"],
         "busybox:1.36"
     );
+}
+
+/// End to end with pods that run: our kubectl creates a Deployment, watches its rollout
+/// (the Deployment and ReplicaSet controllers and a kubelet on Docker do the work),
+/// restarts it into a second revision, scales it and waits for it to be Available.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_kubectl_rolls_out_a_deployment_of_running_pods() {
+    use minik8s_tests::kubelet::{BUSYBOX, TestNode};
+    let node = TestNode::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = node.api.write_kubeconfig(dir.path()).unwrap();
+    let kubeconfig = kubeconfig.display().to_string();
+    let kubectl = async |args: &[&str], stdin: &str| {
+        let mut argv = vec!["--kubeconfig", kubeconfig.as_str()];
+        argv.extend_from_slice(args);
+        kubectl_support::kubectl_raw(&argv, stdin).await
+    };
+    let image = format!("--image={BUSYBOX}");
+    let generated = kubectl(
+        &[
+            "create",
+            "deployment",
+            "web",
+            &image,
+            "--dry-run=client",
+            "-o",
+            "json",
+            "--",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; sleep 3600 & wait",
+        ],
+        "",
+    )
+    .await;
+    let mut deployment: Value = serde_json::from_str(generated.ok()).unwrap();
+    // The test image is local only: never pulled.
+    deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] =
+        json!("IfNotPresent");
+    let created = kubectl(&["create", "-f", "-"], &deployment.to_string()).await;
+    assert_eq!(created.ok(), "deployment.apps/web created\n");
+
+    let status = ["rollout", "status", "deployment/web", "--timeout=90s"];
+    let out = kubectl(&status, "").await;
+    assert!(
+        out.ok()
+            .ends_with("deployment \"web\" successfully rolled out\n"),
+        "{}",
+        out.out
+    );
+    let restarted = kubectl(&["rollout", "restart", "deployment/web"], "").await;
+    assert_eq!(restarted.ok(), "deployment.apps/web restarted\n");
+    let out = kubectl(&status, "").await;
+    assert!(
+        out.ok()
+            .ends_with("deployment \"web\" successfully rolled out\n"),
+        "{}",
+        out.out
+    );
+    let history = kubectl(&["rollout", "history", "deployment/web"], "").await;
+    assert_eq!(
+        history.ok(),
+        "deployment.apps/web \nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n\n"
+    );
+    let scaled = kubectl(
+        &["scale", "--replicas=2", "deployment/web", "--timeout=90s"],
+        "",
+    )
+    .await;
+    assert_eq!(scaled.ok(), "deployment.apps/web scaled\n");
+    let available = kubectl(
+        &[
+            "wait",
+            "--for=condition=Available",
+            "deployment/web",
+            "--timeout=90s",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(available.ok(), "deployment.apps/web condition met\n");
+    // Pods of the first revision may still be stopping: the Deployment counts the ready.
+    let ready = kubectl(
+        &[
+            "wait",
+            "--for=jsonpath={.status.readyReplicas}=2",
+            "deployment/web",
+            "--timeout=90s",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(ready.ok(), "deployment.apps/web condition met\n");
 }
