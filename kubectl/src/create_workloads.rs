@@ -49,10 +49,6 @@ pub struct GeneratorFlags {
     /// Name of the manager used to track field ownership.
     #[arg(long, default_value = "kubectl-create", value_name = "NAME")]
     pub field_manager: String,
-
-    /// Accepted for compatibility; this kubectl keeps no last-applied annotation here.
-    #[arg(long, hide = true)]
-    pub save_config: bool,
 }
 
 #[derive(Args, Debug)]
