@@ -245,7 +245,7 @@ async fn services_print_what_the_real_kubectl_prints() {
     for args in [
         &["describe", "svc", "nope"][..],
         &["get", "svc", "nope"],
-        &["get", "ep", "-n", "kube-system"],
+        &["get", "ep", "-l", "app=nothing-has-this"],
     ] {
         let (ours, real) = both(&c, args).await;
         assert_eq!(
