@@ -48,11 +48,21 @@ pub struct CreateArgs {
 
     #[command(flatten)]
     pub write: WriteArgs,
+
+    /// Words that name no kind kubectl can create (an error, as kubectl's).
+    #[arg(hide = true, value_name = "ARGS")]
+    pub unexpected: Vec<String>,
 }
 
 pub async fn run(args: CreateArgs, session: &mut Session, io: &mut Io<'_>) -> Result<()> {
     if let Some(kind) = args.kind {
         return crate::create_workloads::run(kind, session, io).await;
+    }
+    if !args.unexpected.is_empty() {
+        return Err(Error::usage(
+            "create",
+            format!("Unexpected args: [{}]", args.unexpected.join(" ")),
+        ));
     }
     let args = args.write;
     for_each_object(

@@ -335,6 +335,7 @@ async fn client_dry_runs_and_mistakes_print_what_the_real_kubectl_prints() {
         vec!["create", "configmap", "settings", "--from-file=a=b=c"],
         vec!["create", "configmap", "settings", &keyed_dir],
         vec!["create", "configmap"],
+        vec!["create", "frobnicate", "x"],
         vec![
             "create",
             "configmap",
