@@ -103,12 +103,15 @@ async fn exec(node: &TestNode, id: &str, command: &[&str]) -> String {
     out.output
 }
 
-/// The lines of a hosts file after the localhost lines, without the padding.
+/// The lines of a hosts file after the localhost lines, without the padding and without
+/// the pod's own fully qualified line (`IP<tab>host.demo.ns.svc.cluster.local<tab>host`,
+/// as Kubernetes' kubelet writes it for a pod with a hostname and a subdomain).
 fn member_lines(hosts: &str) -> Vec<String> {
     hosts
         .lines()
         .skip(6)
         .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .filter(|l| !l.contains(".svc.cluster.local\t"))
         .map(str::to_string)
         .collect()
 }
@@ -128,8 +131,9 @@ async fn taskset_members_find_each_other_by_name() {
     let pods = running_members(&node).await;
     let ips: Vec<String> = pods.iter().map(|p| pod_ip(p).unwrap()).collect();
     let expected = expected_lines(&ips);
-    for pod in &pods {
+    for (pod, ((host, _), ip)) in pods.iter().zip(MEMBERS.iter().zip(&ips)) {
         let id = worker(&node, pod).await;
+        let own = format!("{ip}\t{host}.demo.default.svc.cluster.local\t{host}\n");
         let hosts = wait_for(
             "every member in /etc/hosts",
             Duration::from_secs(10),
@@ -150,6 +154,7 @@ async fn taskset_members_find_each_other_by_name() {
                 .starts_with("127.0.0.1 localhost\n::1     localhost ip6-localhost ip6-loopback\n"),
             "{hosts}"
         );
+        assert!(hosts.contains(&own), "{own:?} not in {hosts}");
     }
     // role1-0 reaches role2-1's server by name.
     let client = worker(&node, &pods[0]).await;

@@ -280,7 +280,13 @@ async fn invalid_tasksets_and_the_alias_group() {
         .collect();
     assert_eq!(
         names,
-        vec!["discovery.k8s.io", "minik8s.io", "octopus.openi.pcl.cn"]
+        vec![
+            "discovery.k8s.io",
+            "apps",
+            "batch",
+            "minik8s.io",
+            "octopus.openi.pcl.cn"
+        ]
     );
 }
 
