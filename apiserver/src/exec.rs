@@ -1,8 +1,9 @@
-//! `pods/{name}/exec`: finds the pod's node, opens the exec WebSocket of that node's
-//! kubelet, and then accepts the client's upgrade with the protocol the kubelet chose and
-//! relays messages both ways until one side closes. The API server reads nothing of the
-//! remote command protocol itself; it checks what it can before any upgrade, so that
-//! kubectl gets a Kubernetes `Status` for a pod that cannot run the command.
+//! `pods/{name}/exec` and `pods/{name}/portforward`: finds the pod's node, opens the same
+//! WebSocket on that node's kubelet, and then accepts the client's upgrade with the
+//! protocol the kubelet chose and relays messages both ways until one side closes. The API
+//! server reads nothing of the remote command or port-forward protocols itself; it checks
+//! what it can before any upgrade, so that kubectl gets a Kubernetes `Status` for a pod
+//! that cannot run the command.
 
 use std::time::Duration;
 
@@ -99,14 +100,8 @@ pub async fn pod_exec(state: &AppState, ns: &str, name: &str, req: Request) -> R
             "container not found ({container:?})"
         )));
     }
-    let (mut parts, _body) = req.into_parts();
-    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
-        .await
-        .map_err(|_| ApiError::BadRequest("Upgrade request required".into()))?;
-
+    let upgrade = websocket_upgrade(req).await?;
     let mut url = kubelet_url(state, &node_name).await?;
-    url.set_scheme("ws")
-        .map_err(|_| ApiError::Internal("kubelet address".into()))?;
     url.path_segments_mut()
         .map_err(|_| ApiError::Internal("kubelet address".into()))?
         .extend(["exec", ns, name, &container]);
@@ -126,6 +121,51 @@ pub async fn pod_exec(state: &AppState, ns: &str, name: &str, req: Request) -> R
             }
         }
     }
+    tunnel(upgrade, url, &node_name, "exec").await
+}
+
+/// Serves `GET`/`POST pods/{name}/portforward` (a WebSocket upgrade carrying SPDY, as
+/// kubectl 1.33 sends it): relayed unread to the kubelet of the pod's node, which speaks
+/// the port-forward protocol itself.
+pub async fn pod_portforward(
+    state: &AppState,
+    ns: &str,
+    name: &str,
+    req: Request,
+) -> Result<Response> {
+    let pod = state.registry.get(&resource::PODS, Some(ns), name).await?;
+    let node_name = object::path_string(&pod, "spec.nodeName");
+    if node_name.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    let upgrade = websocket_upgrade(req).await?;
+    let mut url = kubelet_url(state, &node_name).await?;
+    url.path_segments_mut()
+        .map_err(|_| ApiError::Internal("kubelet address".into()))?
+        .extend(["portForward", ns, name]);
+    tunnel(upgrade, url, &node_name, "port-forward").await
+}
+
+async fn websocket_upgrade(req: Request) -> Result<WebSocketUpgrade> {
+    let (mut parts, _body) = req.into_parts();
+    WebSocketUpgrade::from_request_parts(&mut parts, &())
+        .await
+        .map_err(|_| ApiError::BadRequest("Upgrade request required".into()))
+}
+
+/// Opens the same WebSocket on the kubelet at `url`, offering what the client offered,
+/// then accepts the client's upgrade with the protocol the kubelet chose and relays
+/// messages both ways.
+async fn tunnel(
+    upgrade: WebSocketUpgrade,
+    mut url: reqwest::Url,
+    node_name: &str,
+    what: &str,
+) -> Result<Response> {
+    url.set_scheme("ws")
+        .map_err(|_| ApiError::Internal("kubelet address".into()))?;
     let mut request = url
         .as_str()
         .into_client_request()
@@ -153,7 +193,8 @@ pub async fn pod_exec(state: &AppState, ns: &str, name: &str, req: Request) -> R
             return Err(kubelet_refusal(
                 response.status().as_u16(),
                 response.body().as_deref().unwrap_or_default(),
-                &node_name,
+                node_name,
+                what,
             ));
         }
         Ok(Err(e)) => {
@@ -173,13 +214,13 @@ pub async fn pod_exec(state: &AppState, ns: &str, name: &str, req: Request) -> R
 }
 
 /// The kubelet's refusal as the API server's error: its `Status` message when it sent one.
-fn kubelet_refusal(code: u16, body: &[u8], node: &str) -> ApiError {
+fn kubelet_refusal(code: u16, body: &[u8], node: &str, what: &str) -> ApiError {
     let message = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v["message"].as_str().map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
     let message = if message.is_empty() {
-        format!("the kubelet on {node} refused the exec with {code}")
+        format!("the kubelet on {node} refused the {what} with {code}")
     } else {
         message
     };
@@ -294,10 +335,11 @@ mod tests {
             404,
             br#"{"kind":"Status","message":"container not found (\"app\")","code":404}"#,
             "n1",
+            "exec",
         );
         assert_eq!(e.status_code().as_u16(), 400);
         assert_eq!(e.to_string(), "container not found (\"app\")");
-        let e = kubelet_refusal(500, b"", "n1");
+        let e = kubelet_refusal(500, b"", "n1", "exec");
         assert!(e.to_string().contains("refused the exec with 500"), "{e}");
     }
 }

@@ -25,6 +25,7 @@ pub mod network;
 pub mod node;
 pub mod objects;
 pub mod pod;
+pub mod portforward;
 pub mod proxy;
 pub mod reset;
 pub mod resolv;
@@ -186,7 +187,8 @@ pub async fn run_with_runtime(
 
     let server = {
         let router = logs::router(runtime.clone(), &config.node_name)
-            .merge(exec::router(runtime.clone(), &config.node_name));
+            .merge(exec::router(runtime.clone(), &config.node_name))
+            .merge(portforward::router(runtime.clone(), &config.node_name));
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
                 tracing::error!(error = %e, "the kubelet's HTTP server stopped");
