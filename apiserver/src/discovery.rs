@@ -87,6 +87,18 @@ pub fn group_resources(group: &str, version: &str) -> Option<Value> {
 }
 
 const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// Namespaces are deleted one at a time, as in Kubernetes.
+const NAMESPACE_VERBS: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
 
@@ -96,7 +108,7 @@ fn resource_entry(r: &ResourceInfo) -> Value {
         "singularName": r.singular,
         "namespaced": r.namespaced,
         "kind": r.kind,
-        "verbs": VERBS,
+        "verbs": if r.plural == "namespaces" { NAMESPACE_VERBS } else { VERBS },
         "shortNames": r.short_names,
     });
     if !r.categories.is_empty() {

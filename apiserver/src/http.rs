@@ -22,6 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::controllers::garbage_collector;
 use crate::discovery;
+use crate::dry_run;
 use crate::error::{ApiError, MAX_BODY_BYTES, Result};
 use crate::exec;
 use crate::object;
@@ -420,14 +421,24 @@ async fn handle(
     }
     let ns = target.namespace.as_deref();
     let validation = FieldValidation::parse(q("fieldValidation"))?;
-    let dry_run = q("dryRun").is_some_and(|d| !d.is_empty());
-    if dry_run {
-        return Err(ApiError::BadRequest("dryRun is not supported".to_string()));
-    }
+    // `dryRun=All`: the same request through a registry that keeps nothing.
+    let query_dry_run: Vec<String> = q("dryRun").map(str::to_string).into_iter().collect();
+    let options_kind = match method {
+        Method::POST => "CreateOptions",
+        Method::PUT => "UpdateOptions",
+        Method::PATCH => "PatchOptions",
+        _ => "DeleteOptions",
+    };
+    let dry_registry = (method != Method::GET && method != Method::DELETE)
+        .then(|| dry_run::requested(options_kind, &query_dry_run))
+        .transpose()?
+        .unwrap_or(false)
+        .then(|| reg.dry_run());
+    let writer: &Registry = dry_registry.as_ref().unwrap_or(reg);
     if target.subresource.as_deref() == Some("scale")
         && let Some(name) = target.name.as_deref()
     {
-        return scale_request(reg, &target, name, method, &headers, body).await;
+        return scale_request(writer, &target, name, method, &headers, body).await;
     }
 
     match (&method, target.name.as_deref()) {
@@ -485,7 +496,14 @@ async fn handle(
                 return Err(ApiError::MethodNotAllowed);
             }
             let obj = read_object(&headers, r, body).await?;
-            let Written { object, warnings } = reg.create(r, ns, obj, validation).await?;
+            let Written {
+                mut object,
+                warnings,
+            } = writer.create(r, ns, obj, validation).await?;
+            if dry_registry.is_some() {
+                // Nothing was stored: the object has no version yet, as in Kubernetes.
+                object::meta_mut(&mut object).remove("resourceVersion");
+            }
             Ok(json_response(StatusCode::CREATED, &object, &warnings))
         }
         (&Method::GET, Some(name))
@@ -508,7 +526,7 @@ async fn handle(
             let part = part_of(&target)?;
             let obj = read_object(&headers, r, body).await?;
             let Written { object, warnings } =
-                reg.update(r, ns, name, obj, part, validation).await?;
+                writer.update(r, ns, name, obj, part, validation).await?;
             Ok(json_response(StatusCode::OK, &object, &warnings))
         }
         (&Method::PATCH, Some(name)) => {
@@ -521,7 +539,7 @@ async fn handle(
                 ))
             })?;
             let patch = read_json(body).await?;
-            let Written { object, warnings } = reg
+            let Written { object, warnings } = writer
                 .patch(r, ns, name, kind, &patch, part, validation)
                 .await?;
             Ok(json_response(StatusCode::OK, &object, &warnings))
@@ -531,34 +549,10 @@ async fn handle(
             if target.subresource.is_some() {
                 return Err(ApiError::MethodNotAllowed);
             }
-            let bytes = read_bytes(body).await?;
-            let mut params: DeleteParams = if bytes.iter().all(u8::is_ascii_whitespace) {
-                DeleteParams::default()
-            } else if media_type(&content_type(&headers)) == protobuf::MEDIA_TYPE {
-                serde_json::from_value(decode_protobuf(&bytes)?)
-                    .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
-            } else {
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
-            };
-            if let Some(g) = q("gracePeriodSeconds") {
-                params.grace_period_seconds = Some(g.parse().map_err(|_| {
-                    ApiError::BadRequest(format!("invalid gracePeriodSeconds: {g}"))
-                })?);
-            }
-            if params.propagation_policy.is_none()
-                && let Some(p) = q("propagationPolicy")
-            {
-                params.propagation_policy = Some(p.to_string());
-            }
-            if params.orphan_dependents.is_none()
-                && let Some(o) = q("orphanDependents")
-            {
-                params.orphan_dependents =
-                    Some(minik8s_api::query::parse_bool(o).ok_or_else(|| {
-                        ApiError::BadRequest(format!("invalid orphanDependents: {o}"))
-                    })?);
-            }
+            let params = delete_params(&headers, body, &query).await?;
+            let dry_registry =
+                dry_run::requested("DeleteOptions", &params.dry_run)?.then(|| reg.dry_run());
+            let reg = dry_registry.as_ref().unwrap_or(reg);
             let mut warnings = Vec::new();
             if r == &resource::JOBS
                 && params.propagation_policy.is_none()
@@ -595,8 +589,76 @@ async fn handle(
                 )),
             }
         }
+        (&Method::DELETE, None) => {
+            // Kubernetes serves deletecollection per namespace only, not across them.
+            if r.namespaced && ns.is_none() {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            let params = delete_params(&headers, body, &query).await?;
+            let dry_registry =
+                dry_run::requested("DeleteOptions", &params.dry_run)?.then(|| reg.dry_run());
+            let reg = dry_registry.as_ref().unwrap_or(reg);
+            let filter = Filter::new(
+                r,
+                target.namespace.clone(),
+                q("labelSelector"),
+                q("fieldSelector"),
+            )?;
+            let (items, rv) = reg.delete_collection(r, &filter, &params).await?;
+            Ok(json_ok(&json!({
+                "kind": r.list_kind(),
+                "apiVersion": r.api_version(),
+                "metadata": {"resourceVersion": rv.to_string()},
+                "items": items,
+            })))
+        }
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// The options of a delete: a `DeleteOptions` body (JSON or protobuf), with query
+/// parameters for what the body leaves out.
+async fn delete_params(
+    headers: &HeaderMap,
+    body: Body,
+    query: &HashMap<String, String>,
+) -> Result<DeleteParams> {
+    let q = |k: &str| query.get(k).map(String::as_str);
+    let bytes = read_bytes(body).await?;
+    let mut params: DeleteParams = if bytes.iter().all(u8::is_ascii_whitespace) {
+        DeleteParams::default()
+    } else if media_type(&content_type(headers)) == protobuf::MEDIA_TYPE {
+        serde_json::from_value(decode_protobuf(&bytes)?)
+            .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
+    };
+    if let Some(g) = q("gracePeriodSeconds") {
+        params.grace_period_seconds = Some(
+            g.parse()
+                .map_err(|_| ApiError::BadRequest(format!("invalid gracePeriodSeconds: {g}")))?,
+        );
+    }
+    if params.propagation_policy.is_none()
+        && let Some(p) = q("propagationPolicy")
+    {
+        params.propagation_policy = Some(p.to_string());
+    }
+    if params.orphan_dependents.is_none()
+        && let Some(o) = q("orphanDependents")
+    {
+        params.orphan_dependents = Some(
+            minik8s_api::query::parse_bool(o)
+                .ok_or_else(|| ApiError::BadRequest(format!("invalid orphanDependents: {o}")))?,
+        );
+    }
+    if params.dry_run.is_empty()
+        && let Some(d) = q("dryRun")
+    {
+        params.dry_run = vec![d.to_string()];
+    }
+    Ok(params)
 }
 
 /// `GET`, `PUT` and `PATCH` of a workload's `/scale`.

@@ -6,6 +6,7 @@
 
 pub mod controllers;
 pub mod discovery;
+pub mod dry_run;
 pub mod error;
 pub mod exec;
 pub mod http;

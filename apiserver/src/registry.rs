@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::controllers::garbage_collector;
+use crate::dry_run::DryRunStore;
 use crate::error::{ApiError, Result};
 use crate::object;
 use crate::patch::{self, PatchType};
@@ -192,7 +193,8 @@ pub struct DeleteParams {
     pub propagation_policy: Option<String>,
     /// The deprecated form of `propagationPolicy`: `true` is `Orphan`, `false` `Background`.
     pub orphan_dependents: Option<bool>,
-    /// Dry runs are not supported: a non-empty list is refused rather than ignored.
+    /// `["All"]` for a dry run; the HTTP layer checks it and deletes through
+    /// [`Registry::dry_run`].
     #[serde(default)]
     pub dry_run: Vec<String>,
 }
@@ -344,6 +346,17 @@ impl Registry {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The same registry over a store that writes nothing, for `dryRun=All`: each
+    /// request runs as it would, and nothing it does is kept.
+    pub fn dry_run(&self) -> Registry {
+        let store: Arc<dyn Store> = Arc::new(DryRunStore::new(self.store.clone()));
+        Registry {
+            allocations: Allocations::new(store.clone(), self.allocations.ranges().clone()),
+            store,
+            caches: self.caches.clone(),
+        }
     }
 
     pub fn allocations(&self) -> &Allocations {
@@ -902,9 +915,6 @@ impl Registry {
         params: &DeleteParams,
     ) -> Result<Deleted> {
         let strategy = strategy::for_resource(resource);
-        if !params.dry_run.is_empty() {
-            return Err(ApiError::BadRequest("dryRun is not supported".to_string()));
-        }
         if resource.plural == "namespaces" && SYSTEM_NAMESPACES.contains(&name) {
             return Err(ApiError::Forbidden(format!(
                 "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
@@ -1037,6 +1047,30 @@ impl Registry {
             }
         }
         Err(ApiError::conflict(resource, name))
+    }
+
+    /// `DELETE` on a collection: lists what `filter` selects, then deletes each object
+    /// with the same options, as Kubernetes' `DeleteCollection`. Objects gone in between
+    /// are skipped; the first other failure ends it. Returns the list as it was taken
+    /// (the objects before their deletion) and its revision.
+    pub async fn delete_collection(
+        &self,
+        resource: &'static ResourceInfo,
+        filter: &Filter,
+        params: &DeleteParams,
+    ) -> Result<(Vec<Value>, Revision)> {
+        if resource.plural == "namespaces" {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        let (items, rev, _) = self.list(resource, filter, &ListParams::default()).await?;
+        for item in &items {
+            let ns = resource.namespaced.then(|| object::namespace(item));
+            match self.delete(resource, ns, object::name(item), params).await {
+                Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((items, rev))
     }
 
     /// Deletes events last seen more than `ttl` ago, as Kubernetes' event TTL does.
