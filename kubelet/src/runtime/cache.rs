@@ -363,6 +363,14 @@ impl ContainerRuntime for CachedRuntime {
         self.inner.resize_exec(exec_id, width, height).await
     }
 
+    async fn attach(&self, id: &str, spec: &ExecSpec) -> RuntimeResult<ExecSession> {
+        self.inner.attach(id, spec).await
+    }
+
+    async fn resize_container(&self, id: &str, width: u16, height: u16) -> RuntimeResult<()> {
+        self.inner.resize_container(id, width, height).await
+    }
+
     async fn exec_exit_code(&self, exec_id: &str) -> RuntimeResult<Option<i64>> {
         self.inner.exec_exit_code(exec_id).await
     }

@@ -15,8 +15,9 @@ use bollard::models::{
     Mount, MountType, NetworkCreateRequest, NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions,
-    ListNetworksOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, EventsOptions,
+    ListContainersOptions, ListNetworksOptions, LogsOptions, RemoveContainerOptions,
+    ResizeContainerTTYOptions, StopContainerOptions,
 };
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
@@ -735,6 +736,56 @@ impl ContainerRuntime for DockerRuntime {
             .resize_exec(exec_id, ResizeExecOptions { width, height })
             .await
             .map_err(|e| failed("resizing the exec's terminal", e))
+    }
+
+    async fn attach(&self, id: &str, spec: &ExecSpec) -> RuntimeResult<ExecSession> {
+        let options = AttachContainerOptions {
+            stream: true,
+            stdin: spec.stdin,
+            stdout: spec.stdout,
+            stderr: spec.stderr,
+            ..AttachContainerOptions::default()
+        };
+        let attached = self
+            .docker
+            .attach_container(id, Some(options))
+            .await
+            .map_err(|e| match status_code(&e) {
+                Some(404) => RuntimeError::NotFound(id.into()),
+                _ => failed("attaching to the container", e),
+            })?;
+        Ok(ExecSession {
+            id: id.to_string(),
+            output: attached
+                .output
+                .filter_map(|item| {
+                    futures::future::ready(match item {
+                        Ok(LogOutput::StdErr { message }) => {
+                            Some(Ok((ExecStream::Stderr, message)))
+                        }
+                        Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                            Some(Ok((ExecStream::Stdout, message)))
+                        }
+                        Ok(LogOutput::StdIn { .. }) => None,
+                        Err(e) => Some(Err(failed("reading the container's output", e))),
+                    })
+                })
+                .boxed(),
+            input: attached.input,
+        })
+    }
+
+    async fn resize_container(&self, id: &str, width: u16, height: u16) -> RuntimeResult<()> {
+        self.docker
+            .resize_container_tty(
+                id,
+                ResizeContainerTTYOptions {
+                    w: i32::from(width),
+                    h: i32::from(height),
+                },
+            )
+            .await
+            .map_err(|e| failed("resizing the container's terminal", e))
     }
 
     async fn exec_exit_code(&self, exec_id: &str) -> RuntimeResult<Option<i64>> {

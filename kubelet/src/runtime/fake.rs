@@ -33,6 +33,10 @@ pub enum RuntimeCall {
     Exec(String, Vec<String>),
     /// An exec's terminal resized to width, height.
     ResizeExec(String, u16, u16),
+    /// Attached to a container's own streams.
+    Attach(String),
+    /// A container's terminal resized to width, height.
+    ResizeContainer(String, u16, u16),
 }
 
 #[derive(Default)]
@@ -558,6 +562,42 @@ impl ContainerRuntime for FakeRuntime {
             output: first.chain(echo).boxed(),
             input: Box::pin(input),
         })
+    }
+
+    /// A container's process echoes its stdin to its stdout, as `cat` does.
+    async fn attach(&self, id: &str, spec: &ExecSpec) -> RuntimeResult<ExecSession> {
+        {
+            let mut s = self.lock();
+            s.calls.push(RuntimeCall::Attach(id.into()));
+            match s.containers.get(id) {
+                Some((info, _)) if info.state == ContainerState::Running => {}
+                _ => return Err(RuntimeError::NotFound(id.into())),
+            }
+        }
+        let (input, echo) = tokio::io::duplex(64 * 1024);
+        let echo = stream::unfold(spec.stdin.then_some(echo), |reader| async move {
+            let mut reader = reader?;
+            let mut buf = vec![0u8; 8192];
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok((ExecStream::Stdout, Bytes::from(buf))), Some(reader)))
+                }
+            }
+        });
+        Ok(ExecSession {
+            id: id.to_string(),
+            output: echo.boxed(),
+            input: Box::pin(input),
+        })
+    }
+
+    async fn resize_container(&self, id: &str, width: u16, height: u16) -> RuntimeResult<()> {
+        self.lock()
+            .calls
+            .push(RuntimeCall::ResizeContainer(id.into(), width, height));
+        Ok(())
     }
 
     async fn resize_exec(&self, exec_id: &str, width: u16, height: u16) -> RuntimeResult<()> {

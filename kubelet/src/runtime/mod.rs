@@ -385,6 +385,13 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Resizes the terminal of an exec started with `tty`.
     async fn resize_exec(&self, exec_id: &str, width: u16, height: u16) -> RuntimeResult<()>;
 
+    /// Attaches to the streams of a running container's own process (`command` of the
+    /// spec unused); the session's id is the container's.
+    async fn attach(&self, id: &str, spec: &ExecSpec) -> RuntimeResult<ExecSession>;
+
+    /// Resizes the terminal of a container created with `tty`.
+    async fn resize_container(&self, id: &str, width: u16, height: u16) -> RuntimeResult<()>;
+
     /// The exit code of an exec, once its command ended.
     async fn exec_exit_code(&self, exec_id: &str) -> RuntimeResult<Option<i64>>;
 
