@@ -32,6 +32,10 @@ struct ExecState {
 pub fn router(runtime: Arc<dyn ContainerRuntime>, node: &str) -> Router {
     Router::new()
         .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
+        .route(
+            "/attach/{namespace}/{pod}/{container}",
+            get(attach).post(attach),
+        )
         .with_state(ExecState {
             runtime,
             node: node.to_string(),
@@ -78,16 +82,70 @@ pub fn exec_spec(query: &[(String, String)]) -> Result<ExecSpec, String> {
     Ok(spec)
 }
 
+type Upgrade = Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>;
+
 async fn exec(
     State(state): State<ExecState>,
     Path((namespace, pod, container)): Path<(String, String, String)>,
     Query(query): Query<Vec<(String, String)>>,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    upgrade: Upgrade,
 ) -> Response {
     let spec = match exec_spec(&query) {
         Ok(s) => s,
         Err(message) => return reject(StatusCode::BAD_REQUEST, "BadRequest", message),
     };
+    serve(state, namespace, pod, container, spec, Mode::Exec, upgrade).await
+}
+
+/// `pods/attach`: the same protocol, on the streams of the container's own process.
+async fn attach(
+    State(state): State<ExecState>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    upgrade: Upgrade,
+) -> Response {
+    let spec = ExecSpec {
+        command: Vec::new(),
+        stdin: flag(&query, "input"),
+        stdout: flag(&query, "output"),
+        stderr: flag(&query, "error"),
+        tty: flag(&query, "tty"),
+    };
+    if !spec.stdin && !spec.stdout && !spec.stderr {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "you must specify at least 1 of stdin, stdout, stderr".into(),
+        );
+    }
+    serve(
+        state,
+        namespace,
+        pod,
+        container,
+        spec,
+        Mode::Attach,
+        upgrade,
+    )
+    .await
+}
+
+/// A new command, or the container's own process.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Exec,
+    Attach,
+}
+
+async fn serve(
+    state: ExecState,
+    namespace: String,
+    pod: String,
+    container: String,
+    spec: ExecSpec,
+    mode: Mode,
+    upgrade: Upgrade,
+) -> Response {
     let selector = vec![
         (labels::NODE.to_string(), state.node.clone()),
         (labels::POD_NAMESPACE.to_string(), namespace.clone()),
@@ -152,7 +210,7 @@ async fn exec(
     };
     let runtime = state.runtime.clone();
     upgrade.on_upgrade(move |socket| async move {
-        session(socket, runtime, newest.id, spec, protocol).await;
+        session(socket, runtime, newest.id, spec, protocol, mode).await;
     })
 }
 
@@ -168,6 +226,7 @@ async fn session(
     container_id: String,
     spec: ExecSpec,
     protocol: String,
+    mode: Mode,
 ) {
     let (mut sink, mut incoming) = socket.split();
     // A terminal's first size comes right after the upgrade: waiting for it (briefly) and
@@ -196,11 +255,15 @@ async fn session(
         }
     }
     let mut incoming = futures::stream::iter(early.into_iter().map(Ok)).chain(incoming);
-    let status = match runtime.exec_attached(&container_id, &spec).await {
+    let started = match mode {
+        Mode::Exec => runtime.exec_attached(&container_id, &spec).await,
+        Mode::Attach => runtime.attach(&container_id, &spec).await,
+    };
+    let status = match started {
         Err(e) => remotecommand::failure_status(e.to_string()),
         Ok(exec) => {
             if let Some(size) = size {
-                let _ = runtime.resize_exec(&exec.id, size.width, size.height).await;
+                let _ = resize(runtime.as_ref(), mode, &exec.id, size).await;
             }
             // No empty "session ready" message first, as SPDY-era servers sent: client-go's
             // WebSocket reader starts before it has made its streams, and one arriving that
@@ -231,9 +294,8 @@ async fn session(
                         }
                         Some((Channel::Resize, json)) => {
                             if let Ok(size) = serde_json::from_slice::<TerminalSize>(json) {
-                                let _ = resize_runtime
-                                    .resize_exec(&resize_id, size.width, size.height)
-                                    .await;
+                                let _ =
+                                    resize(resize_runtime.as_ref(), mode, &resize_id, size).await;
                             }
                         }
                         _ => {}
@@ -274,6 +336,9 @@ async fn session(
             reader.abort();
             match failure {
                 Some(message) => remotecommand::failure_status(message),
+                // The container's process ended (or closed its streams): as the kubelet
+                // ends an attach, with success.
+                None if mode == Mode::Attach => remotecommand::exit_status(&spec.command, 0),
                 None => match exit_code(runtime.as_ref(), &exec_id).await {
                     Some(code) => remotecommand::exit_status(&spec.command, code),
                     None => remotecommand::failure_status(format!(
@@ -292,6 +357,18 @@ async fn session(
             reason: "".into(),
         })))
         .await;
+}
+
+async fn resize(
+    runtime: &dyn ContainerRuntime,
+    mode: Mode,
+    id: &str,
+    size: TerminalSize,
+) -> crate::runtime::RuntimeResult<()> {
+    match mode {
+        Mode::Exec => runtime.resize_exec(id, size.width, size.height).await,
+        Mode::Attach => runtime.resize_container(id, size.width, size.height).await,
+    }
 }
 
 /// The exit code, which Docker may report a moment after the output ended.
@@ -418,6 +495,50 @@ mod tests {
             fake.calls()
                 .iter()
                 .any(|c| matches!(c, crate::runtime::RuntimeCall::ResizeExec(_, 100, 30)))
+        );
+    }
+
+    #[tokio::test]
+    async fn attach_reaches_the_containers_own_stdin_and_stdout() {
+        let fake = FakeRuntime::new();
+        running_container(&fake).await;
+        let addr = serve(&fake).await;
+        let mut request = format!("ws://{addr}/attach/default/web/app?input=1&output=1&tty=1")
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "v5.channel.k8s.io".parse().unwrap(),
+        );
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        for frame in [
+            remotecommand::frame(Channel::Resize, br#"{"Width":90,"Height":20}"#),
+            remotecommand::frame(Channel::Stdin, b"typed\n"),
+            remotecommand::close_frame(Channel::Stdin),
+        ] {
+            socket.send(WsMessage::Binary(frame.into())).await.unwrap();
+        }
+        let (stdout, error) = drain(&mut socket).await;
+        assert_eq!(stdout, b"typed\n");
+        assert_eq!(
+            remotecommand::outcome(&error),
+            remotecommand::Outcome::Success
+        );
+        let calls = fake.calls();
+        assert!(
+            calls
+                .iter()
+                .any(|c| matches!(c, crate::runtime::RuntimeCall::Attach(_)))
+        );
+        assert!(
+            calls
+                .iter()
+                .any(|c| matches!(c, crate::runtime::RuntimeCall::ResizeContainer(_, 90, 20)))
+        );
+        assert!(
+            !calls
+                .iter()
+                .any(|c| matches!(c, crate::runtime::RuntimeCall::Exec(..)))
         );
     }
 
