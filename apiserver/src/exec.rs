@@ -37,6 +37,23 @@ pub struct ExecOptions {
 
 impl ExecOptions {
     pub fn from_uri(uri: &Uri) -> Result<ExecOptions> {
+        let options = Self::streams_from_uri(uri)?;
+        if options.command.is_empty() {
+            return Err(ApiError::BadRequest(
+                "you must specify at least one command for the container".into(),
+            ));
+        }
+        Ok(options)
+    }
+
+    /// The options of an attach (`PodAttachOptions`): the same, with no command.
+    pub fn attach_from_uri(uri: &Uri) -> Result<ExecOptions> {
+        let mut options = Self::streams_from_uri(uri)?;
+        options.command.clear();
+        Ok(options)
+    }
+
+    fn streams_from_uri(uri: &Uri) -> Result<ExecOptions> {
         let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri)
             .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
         let flag = |key: &str| {
@@ -62,11 +79,6 @@ impl ExecOptions {
             stderr: flag("stderr"),
             tty: flag("tty"),
         };
-        if options.command.is_empty() {
-            return Err(ApiError::BadRequest(
-                "you must specify at least one command for the container".into(),
-            ));
-        }
         if !options.stdin && !options.stdout && !options.stderr {
             return Err(ApiError::BadRequest(
                 "you must specify at least 1 of stdin, stdout, stderr".into(),
@@ -79,6 +91,25 @@ impl ExecOptions {
 /// Serves `GET`/`POST pods/{name}/exec` (a WebSocket upgrade, as kubectl sends it).
 pub async fn pod_exec(state: &AppState, ns: &str, name: &str, req: Request) -> Result<Response> {
     let options = ExecOptions::from_uri(req.uri())?;
+    remote_command(state, ns, name, req, options, "exec").await
+}
+
+/// Serves `GET`/`POST pods/{name}/attach`: the same protocol, on the streams of the
+/// container's own process (the kubelet's `/attach`).
+pub async fn pod_attach(state: &AppState, ns: &str, name: &str, req: Request) -> Result<Response> {
+    let options = ExecOptions::attach_from_uri(req.uri())?;
+    remote_command(state, ns, name, req, options, "attach").await
+}
+
+/// `what` is the kubelet's path: `exec` or `attach`.
+async fn remote_command(
+    state: &AppState,
+    ns: &str,
+    name: &str,
+    req: Request,
+    options: ExecOptions,
+    what: &str,
+) -> Result<Response> {
     let pod = state.registry.get(&resource::PODS, Some(ns), name).await?;
     let container = pod_container(&pod, name, options.container.as_ref())?;
     let node_name = object::path_string(&pod, "spec.nodeName");
@@ -90,7 +121,8 @@ pub async fn pod_exec(state: &AppState, ns: &str, name: &str, req: Request) -> R
     let phase = object::path_string(&pod, "status.phase");
     if phase == "Succeeded" || phase == "Failed" {
         return Err(ApiError::BadRequest(format!(
-            "cannot exec into a container in a completed pod; current phase is {phase}"
+            "cannot {what} {} a container in a completed pod; current phase is {phase}",
+            if what == "exec" { "into" } else { "to" }
         )));
     }
     let running =
@@ -104,7 +136,7 @@ pub async fn pod_exec(state: &AppState, ns: &str, name: &str, req: Request) -> R
     let mut url = kubelet_url(state, &node_name).await?;
     url.path_segments_mut()
         .map_err(|_| ApiError::Internal("kubelet address".into()))?
-        .extend(["exec", ns, name, &container]);
+        .extend([what, ns, name, &container]);
     {
         let mut q = url.query_pairs_mut();
         for c in &options.command {
@@ -121,7 +153,7 @@ pub async fn pod_exec(state: &AppState, ns: &str, name: &str, req: Request) -> R
             }
         }
     }
-    tunnel(upgrade, url, &node_name, "exec").await
+    tunnel(upgrade, url, &node_name, what).await
 }
 
 /// Serves `GET`/`POST pods/{name}/portforward` (a WebSocket upgrade carrying SPDY, as

@@ -375,7 +375,7 @@ async fn core_v1(
         .strip_prefix("/api/v1/")
         .unwrap_or("")
         .to_string();
-    // exec and portforward need the whole request, for its upgrade.
+    // exec, attach and portforward need the whole request, for its upgrade.
     if let Ok(Target {
         resource,
         namespace: Some(ns),
@@ -383,13 +383,13 @@ async fn core_v1(
         subresource: Some(sub),
     }) = parse_target("", &path)
         && resource.plural == "pods"
-        && matches!(sub.as_str(), "exec" | "portforward")
+        && matches!(sub.as_str(), "exec" | "attach" | "portforward")
         && matches!(method, Method::GET | Method::POST)
     {
-        let result = if sub == "exec" {
-            exec::pod_exec(&state, &ns, &name, req).await
-        } else {
-            exec::pod_portforward(&state, &ns, &name, req).await
+        let result = match sub.as_str() {
+            "exec" => exec::pod_exec(&state, &ns, &name, req).await,
+            "attach" => exec::pod_attach(&state, &ns, &name, req).await,
+            _ => exec::pod_portforward(&state, &ns, &name, req).await,
         };
         return result.unwrap_or_else(IntoResponse::into_response);
     }
