@@ -28,6 +28,7 @@ use minik8s_kubelet::runtime::{ContainerInfo, ContainerRuntime, ContainerState, 
 use serde_json::{Value, json};
 
 use crate::apiserver::{Backend, TestApiServer};
+pub use crate::binaries::{cmd_binary, kubelet_binary};
 use crate::dockerd::PrivateDockerd;
 
 /// The test image built by `deploy/images.sh`.
@@ -809,51 +810,4 @@ pub fn waiting_reason<'a>(pod: &'a Pod, name: &str) -> Option<&'a str> {
         .as_ref()?
         .reason
         .as_deref()
-}
-
-/// Builds the `kubelet` binary (once per process) next to the running test's, and
-/// returns its path.
-pub fn kubelet_binary() -> anyhow::Result<PathBuf> {
-    cmd_binary("kubelet")
-}
-
-/// Builds one of the `minik8s-cmd` binaries (once per process and name) next to the
-/// running test's, and returns its path.
-pub fn cmd_binary(name: &str) -> anyhow::Result<PathBuf> {
-    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, path)) = built.iter().find(|(n, _)| n == name) {
-        return Ok(path.clone());
-    }
-    // .../target/{profile}/deps/{test binary}
-    let exe = std::env::current_exe()?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("locating the target directory")?;
-    let target_dir = profile_dir
-        .parent()
-        .context("locating the target directory")?;
-    let profile = profile_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("debug");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .current_dir(repo_root())
-        .args(["build", "--quiet", "-p", "minik8s-cmd", "--bin", name])
-        .env("CARGO_TARGET_DIR", target_dir);
-    if profile == "release" {
-        command.arg("--release");
-    }
-    let status = command
-        .status()
-        .with_context(|| format!("building the {name} binary"))?;
-    if !status.success() {
-        bail!("building the {name} binary failed");
-    }
-    let path = profile_dir.join(name);
-    built.push((name.to_string(), path.clone()));
-    Ok(path)
 }

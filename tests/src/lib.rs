@@ -3,10 +3,12 @@
 
 pub mod apiserver;
 pub mod bench;
+pub mod binaries;
 pub mod dns;
 pub mod dockerd;
 pub mod etcd;
 pub mod kubelet;
+pub mod once;
 pub mod proc;
 pub mod rest;
 
