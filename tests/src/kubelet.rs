@@ -13,8 +13,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -42,27 +42,28 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the pause and test images once per process (the script itself skips what
-/// exists and locks against other processes).
+/// Builds the pause and test images once per test run (the script itself skips what
+/// exists and locks against other processes): each run starts with them there, also
+/// after they were removed.
 pub fn ensure_images() -> anyhow::Result<()> {
-    static DONE: Mutex<bool> = Mutex::new(false);
-    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
-    if *done {
-        return Ok(());
-    }
-    sweep_dead_test_nodes();
-    let output = Command::new(repo_root().join("deploy/images.sh"))
-        .output()
-        .context("running deploy/images.sh")?;
-    if !output.status.success() {
-        bail!(
-            "deploy/images.sh failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    *done = true;
-    Ok(())
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(sweep_dead_test_nodes);
+    let stamp = std::env::temp_dir()
+        .join("minik8s-test-stamps")
+        .join("images");
+    crate::once::once_per_run(&stamp, || {
+        let output = Command::new(repo_root().join("deploy/images.sh"))
+            .output()
+            .context("running deploy/images.sh")?;
+        if !output.status.success() {
+            bail!(
+                "deploy/images.sh failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    })
 }
 
 fn docker(args: &[&str]) -> Option<String> {
