@@ -273,6 +273,7 @@ fn create_body(config: &ContainerConfig) -> ContainerCreateBody {
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         tty: Some(config.tty),
         open_stdin: Some(config.stdin),
+        stdin_once: Some(config.stdin && config.stdin_once),
         host_config: Some(host_config),
         networking_config,
         ..ContainerCreateBody::default()
@@ -867,5 +868,15 @@ mod tests {
             parse_time(Some("2024-05-01T10:00:00.123456789Z")).map(|t| t.as_second()),
             Some(1714557600)
         );
+    }
+
+    #[test]
+    fn stdin_once_only_with_stdin() {
+        let mut config = ContainerConfig::new("c", "busybox", NetworkMode::Host);
+        config.stdin_once = true;
+        assert_eq!(create_body(&config).stdin_once, Some(false));
+        config.stdin = true;
+        let body = create_body(&config);
+        assert_eq!((body.open_stdin, body.stdin_once), (Some(true), Some(true)));
     }
 }

@@ -170,6 +170,8 @@ pub struct ContainerConfig {
     pub privileged: bool,
     pub tty: bool,
     pub stdin: bool,
+    /// Stdin closes when the first attached client detaches (`stdinOnce`).
+    pub stdin_once: bool,
 }
 
 impl ContainerConfig {
@@ -195,6 +197,7 @@ impl ContainerConfig {
             privileged: false,
             tty: false,
             stdin: false,
+            stdin_once: false,
         }
     }
 }

@@ -330,6 +330,7 @@ impl PodWorker {
         config.privileged = spec::privileged(c);
         config.tty = c.tty == Some(true);
         config.stdin = c.stdin == Some(true);
+        config.stdin_once = c.stdin_once == Some(true);
         Ok(config)
     }
 
