@@ -46,8 +46,6 @@ pub fn repo_root() -> PathBuf {
 /// exists and locks against other processes): each run starts with them there, also
 /// after they were removed.
 pub fn ensure_images() -> anyhow::Result<()> {
-    static SWEPT: std::sync::Once = std::sync::Once::new();
-    SWEPT.call_once(sweep_dead_test_nodes);
     let stamp = std::env::temp_dir()
         .join("minik8s-test-stamps")
         .join("images");
@@ -313,6 +311,16 @@ pub fn remove_docker_leftovers(node: &str) {
 /// Removes what test nodes of processes that are gone (killed before their guards ran)
 /// left in Docker. Test node names are `kl-{pid}-{n}`.
 pub fn sweep_dead_test_nodes() {
+    sweep_test_nodes(false);
+}
+
+/// [`sweep_dead_test_nodes`], and with `own_pid` also the `kl-` nodes named after this
+/// process's pid: before this process names its first node, those are an earlier
+/// process's that had the same pid (pids wrap around) and was killed.
+fn sweep_test_nodes(own_pid: bool) {
+    let own = std::process::id().to_string();
+    let gone = |pid: &str| !Path::new("/proc").join(pid).exists();
+    let gone_kl = |pid: &str| (own_pid && pid == own) || gone(pid);
     let format = format!("{{{{.Label \"{}\"}}}}", labels::NODE);
     let from_containers = docker(&[
         "ps",
@@ -348,7 +356,7 @@ pub fn sweep_dead_test_nodes() {
         else {
             continue;
         };
-        if !Path::new("/proc").join(pid).exists() {
+        if gone_kl(pid) {
             remove_docker_leftovers(&node);
         }
     }
@@ -356,16 +364,18 @@ pub fn sweep_dead_test_nodes() {
     // `kl-{pid}-{n}`, and the `minik8s up` tests' `idle-up-{pid}` and `up-term-{pid}`.
     let save = iptables_save_nat().unwrap_or_default();
     for node in minik8s_kubelet::proxy::nodes_with_rules(&save) {
-        let pid = match node.strip_prefix("kl-") {
-            Some(rest) => rest.split('-').next(),
-            None => node
-                .strip_prefix("idle-up-")
-                .or_else(|| node.strip_prefix("up-term-")),
+        let (pid, gone): (_, &dyn Fn(&str) -> bool) = match node.strip_prefix("kl-") {
+            Some(rest) => (rest.split('-').next(), &gone_kl),
+            None => (
+                node.strip_prefix("idle-up-")
+                    .or_else(|| node.strip_prefix("up-term-")),
+                &gone,
+            ),
         };
         if let Some(pid) = pid
             && !pid.is_empty()
             && pid.bytes().all(|b| b.is_ascii_digit())
-            && !Path::new("/proc").join(pid).exists()
+            && gone(pid)
         {
             remove_proxy_rules(&node);
         }
@@ -409,6 +419,7 @@ impl TestNode {
     /// [`TestNode::start_kubelet_process`].
     pub async fn without_kubelet() -> anyhow::Result<TestNode> {
         ensure_images()?;
+        sweep_before_first_node();
         let docker = DockerRuntime::connect(None).await.context(
             "connecting to Docker (is dockerd running? deploy/install-deps.sh starts it)",
         )?;
@@ -430,7 +441,6 @@ impl TestNode {
         .await?;
         let client = Client::new(Config::new(api.url.parse()?))?;
         let node = next_node_name();
-        remove_docker_leftovers(&node);
         Ok(TestNode {
             api: Arc::new(api),
             client,
@@ -755,11 +765,20 @@ impl Drop for TestNode {
 
 /// Test node names are `kl-{pid}-{n}`: unique, and a sweep knows the owning process.
 fn next_node_name() -> String {
+    sweep_before_first_node();
     format!(
         "kl-{}-{}",
         std::process::id(),
         NODES.fetch_add(1, Ordering::SeqCst)
     )
+}
+
+/// Once per process, before its first node name: removes what killed test processes
+/// left, also one that had this pid, so no name handed out here has leftovers in Docker
+/// (and their networks free their ranges before a [`CidrClaim`]).
+fn sweep_before_first_node() {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| sweep_test_nodes(true));
 }
 
 async fn connect(dockerd: &PrivateDockerd) -> anyhow::Result<DockerRuntime> {
