@@ -324,8 +324,6 @@ async fn watch(
         ));
     }
     let mut printer = TablePrinter::new(table_options(args, format, scope, selection, false));
-    // The last row printed per object, for deletions (whose row can no longer be asked).
-    let mut last_rows: std::collections::HashMap<String, Table> = Default::default();
 
     let mut errors = Vec::new();
     let initial = fetch_table(args, scope, selection, &mut errors).await;
@@ -340,7 +338,6 @@ async fn watch(
             if initial.rows.is_empty() {
                 no_resources_found(scope, std::slice::from_ref(selection), io)?;
             }
-            remember_rows(&initial, &mut last_rows);
             io.out.write_all(printer.print(&initial).as_bytes())?;
         } else {
             let objects = fetch_objects(args, scope, selection, &mut Vec::new()).await;
@@ -352,7 +349,11 @@ async fn watch(
     }
 
     loop {
-        let mut events = api.watch(&params, &resource_version).await?;
+        let mut events = if format.is_table() {
+            api.watch_table(&params, &resource_version).await?
+        } else {
+            api.watch(&params, &resource_version).await?
+        };
         while let Some(event) = events.next().await {
             let event = event?;
             let object = match &event {
@@ -369,58 +370,33 @@ async fn watch(
                 }
                 WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => o,
             };
-            if let Some(rv) = object["metadata"]["resourceVersion"].as_str() {
-                resource_version = rv.to_string();
-            }
             if !format.is_table() {
+                if let Some(rv) = object["metadata"]["resourceVersion"].as_str() {
+                    resource_version = rv.to_string();
+                }
                 print_object(object, selection.resource, format, io)?;
                 io.out.flush()?;
                 continue;
             }
-            let uid = object["metadata"]["uid"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let name = object["metadata"]["name"].as_str().unwrap_or_default();
-            let row = match &event {
-                WatchEvent::Deleted(_) => last_rows.remove(&uid),
-                _ => {
-                    let object_api = DynamicApi::new(
-                        scope.client.clone(),
-                        selection.resource,
-                        object["metadata"]["namespace"].as_str().map(str::to_string),
-                    );
-                    match get_table(&scope.client, &object_api.object_path(name)).await {
-                        Ok(t) => {
-                            last_rows.insert(uid, t.clone());
-                            Some(t)
-                        }
-                        Err(e) if e.is_not_found() => last_rows.get(&uid).cloned(),
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            };
-            if let Some(row) = row {
-                io.out.write_all(printer.print(&row).as_bytes())?;
-                io.out.flush()?;
+            // A one-row table the server printed when the change happened (its columns
+            // only in the first): the row stays right even if the object has changed
+            // or gone since.
+            let row: Table = serde_json::from_value(object.clone())
+                .map_err(|e| Error::msg(format!("decoding a watch event's table: {e}")))?;
+            if let Some(rv) = row
+                .rows
+                .first()
+                .and_then(|r| r.object.as_ref())
+                .and_then(|o| o["metadata"]["resourceVersion"].as_str())
+            {
+                resource_version = rv.to_string();
             }
+            io.out.write_all(printer.print(&row).as_bytes())?;
+            io.out.flush()?;
         }
         if resource_version.is_empty() {
             return Ok(());
         }
-    }
-}
-
-fn remember_rows(table: &Table, rows: &mut std::collections::HashMap<String, Table>) {
-    for row in &table.rows {
-        let uid = row
-            .object
-            .as_ref()
-            .and_then(|o| o["metadata"]["uid"].as_str())
-            .unwrap_or_default();
-        let mut one = Table::new(Vec::new());
-        one.rows.push(row.clone());
-        rows.insert(uid.to_string(), one);
     }
 }
 

@@ -312,6 +312,22 @@ impl DynamicApi {
         self.client.watch_stream(&path).await
     }
 
+    /// A watch whose events carry one-row `Table`s (the server's columns) instead of the
+    /// objects: each row is printed when its change happens, so an object deleted right
+    /// after it was made still has the row of its creation.
+    pub async fn watch_table(
+        &self,
+        params: &ListParams,
+        resource_version: &str,
+    ) -> Result<BoxStream<'static, Result<WatchEvent<Value>>>> {
+        let path = params
+            .watch_query(resource_version)
+            .append_to(&self.collection_path());
+        self.client
+            .watch_stream_accepting(&path, crate::client::ACCEPT_TABLE)
+            .await
+    }
+
     pub async fn get(&self, name: &str) -> Result<Value> {
         self.get_as(name).await
     }

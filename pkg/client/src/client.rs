@@ -255,7 +255,20 @@ impl Client {
     where
         T: DeserializeOwned + Send + 'static,
     {
-        let bytes = self.open_stream(path_and_query, JSON).await?;
+        self.watch_stream_accepting(path_and_query, JSON).await
+    }
+
+    /// [`Client::watch_stream`] asking for `accept`: with [`ACCEPT_TABLE`], each event's
+    /// object is a one-row `Table` printed by the server when the change happened.
+    pub async fn watch_stream_accepting<T>(
+        &self,
+        path_and_query: &str,
+        accept: &str,
+    ) -> Result<BoxStream<'static, Result<WatchEvent<T>>>>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let bytes = self.open_stream(path_and_query, accept).await?;
         Ok(watch_events(bytes, format!("watch GET {path_and_query}")))
     }
 
