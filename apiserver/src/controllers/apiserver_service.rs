@@ -5,12 +5,12 @@
 use std::net::SocketAddr;
 
 use minik8s_api::resource::{ENDPOINT_SLICES, ENDPOINTS, SERVICES};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::endpoints::SERVICE_NAME;
+use super::owned::{create_if_absent, ensure, replace};
 use crate::error::{ApiError, Result};
-use crate::registry::{FieldValidation, Registry};
-use crate::strategy::Part;
+use crate::registry::Registry;
 
 pub const NAME: &str = "kubernetes";
 const NAMESPACE: &str = "default";
@@ -30,7 +30,7 @@ pub async fn reconcile(registry: &Registry, advertise: SocketAddr) -> Result<()>
     });
     match registry.get(&SERVICES, Some(NAMESPACE), NAME).await {
         Err(ApiError::NotFound { .. }) => {
-            create(registry, &SERVICES, service).await?;
+            create_if_absent(registry, &SERVICES, service).await?;
         }
         Err(e) => return Err(e),
         Ok(current) => {
@@ -40,7 +40,7 @@ pub async fn reconcile(registry: &Registry, advertise: SocketAddr) -> Result<()>
             {
                 let mut next = current.clone();
                 next["spec"]["ports"] = service["spec"]["ports"].clone();
-                update(registry, &SERVICES, next).await?;
+                replace(registry, &SERVICES, next).await?;
             }
         }
     }
@@ -62,60 +62,4 @@ pub async fn reconcile(registry: &Registry, advertise: SocketAddr) -> Result<()>
         "ports": port,
     });
     ensure(registry, &ENDPOINT_SLICES, slice, &["endpoints", "ports"]).await
-}
-
-async fn create(
-    registry: &Registry,
-    resource: &'static minik8s_api::resource::ResourceInfo,
-    obj: Value,
-) -> Result<()> {
-    match registry
-        .create(resource, Some(NAMESPACE), obj, FieldValidation::Ignore)
-        .await
-    {
-        Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-async fn update(
-    registry: &Registry,
-    resource: &'static minik8s_api::resource::ResourceInfo,
-    obj: Value,
-) -> Result<()> {
-    match registry
-        .update(
-            resource,
-            Some(NAMESPACE),
-            NAME,
-            obj,
-            Part::Main,
-            FieldValidation::Ignore,
-        )
-        .await
-    {
-        Ok(_) | Err(ApiError::Conflict { .. }) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Creates `desired`, or updates the stored object where `fields` differ.
-async fn ensure(
-    registry: &Registry,
-    resource: &'static minik8s_api::resource::ResourceInfo,
-    desired: Value,
-    fields: &[&str],
-) -> Result<()> {
-    match registry.get(resource, Some(NAMESPACE), NAME).await {
-        Err(ApiError::NotFound { .. }) => create(registry, resource, desired).await,
-        Err(e) => Err(e),
-        Ok(current) => {
-            if fields.iter().all(|f| current.get(*f) == desired.get(*f)) {
-                return Ok(());
-            }
-            let mut next = desired;
-            next["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
-            update(registry, resource, next).await
-        }
-    }
 }

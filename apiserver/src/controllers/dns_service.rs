@@ -17,11 +17,10 @@ use minik8s_api::resource::{ENDPOINT_SLICES, ENDPOINTS, NODES, SERVICES};
 use serde_json::{Value, json};
 
 use super::endpoints::SERVICE_NAME;
-use super::owned::list_all;
+use super::owned::{create_if_absent, ensure, list_all, replace};
 use crate::error::{ApiError, Result};
-use crate::registry::{FieldValidation, Registry};
+use crate::registry::Registry;
 use crate::services::ServiceRanges;
-use crate::strategy::Part;
 
 pub const NAME: &str = "kube-dns";
 pub const NAMESPACE: &str = "kube-system";
@@ -120,13 +119,7 @@ pub async fn reconcile(registry: &Registry, ip: Ipv4Addr) -> Result<()> {
     let service = desired_service(ip);
     match registry.get(&SERVICES, Some(NAMESPACE), NAME).await {
         Err(ApiError::NotFound { .. }) => {
-            match registry
-                .create(&SERVICES, Some(NAMESPACE), service, FieldValidation::Ignore)
-                .await
-            {
-                Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
+            create_if_absent(registry, &SERVICES, service).await?;
         }
         Err(e) => return Err(e),
         Ok(current) => {
@@ -138,7 +131,7 @@ pub async fn reconcile(registry: &Registry, ip: Ipv4Addr) -> Result<()> {
             } else if current["spec"]["ports"] != ports() {
                 let mut next = current.clone();
                 next["spec"]["ports"] = ports();
-                update(registry, &SERVICES, next).await?;
+                replace(registry, &SERVICES, next).await?;
             }
         }
     }
@@ -151,54 +144,6 @@ pub async fn reconcile(registry: &Registry, ip: Ipv4Addr) -> Result<()> {
     let (endpoints, slice) = desired_endpoints(&servers);
     ensure(registry, &ENDPOINTS, endpoints, &["subsets"]).await?;
     ensure(registry, &ENDPOINT_SLICES, slice, &["endpoints", "ports"]).await
-}
-
-async fn update(
-    registry: &Registry,
-    resource: &'static minik8s_api::resource::ResourceInfo,
-    obj: Value,
-) -> Result<()> {
-    match registry
-        .update(
-            resource,
-            Some(NAMESPACE),
-            NAME,
-            obj,
-            Part::Main,
-            FieldValidation::Ignore,
-        )
-        .await
-    {
-        Ok(_) | Err(ApiError::Conflict { .. }) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Creates `desired`, or updates the stored object where `fields` differ.
-async fn ensure(
-    registry: &Registry,
-    resource: &'static minik8s_api::resource::ResourceInfo,
-    desired: Value,
-    fields: &[&str],
-) -> Result<()> {
-    match registry.get(resource, Some(NAMESPACE), NAME).await {
-        Err(ApiError::NotFound { .. }) => match registry
-            .create(resource, Some(NAMESPACE), desired, FieldValidation::Ignore)
-            .await
-        {
-            Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-        Ok(current) => {
-            if fields.iter().all(|f| current.get(*f) == desired.get(*f)) {
-                return Ok(());
-            }
-            let mut next = desired;
-            next["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
-            update(registry, resource, next).await
-        }
-    }
 }
 
 #[cfg(test)]

@@ -201,6 +201,72 @@ pub async fn write_status(
     }
 }
 
+/// Creates `obj` (its namespace from its metadata); one made meanwhile is fine.
+pub async fn create_if_absent(
+    registry: &Registry,
+    resource: &'static ResourceInfo,
+    obj: Value,
+) -> Result<()> {
+    let ns = Some(object::namespace(&obj).to_string()).filter(|n| !n.is_empty());
+    match registry
+        .create(resource, ns.as_deref(), obj, FieldValidation::Ignore)
+        .await
+    {
+        Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Replaces the stored object with `obj` (which carries the resourceVersion read); a
+/// conflict is left to the next round.
+pub async fn replace(
+    registry: &Registry,
+    resource: &'static ResourceInfo,
+    obj: Value,
+) -> Result<()> {
+    let ns = Some(object::namespace(&obj).to_string()).filter(|n| !n.is_empty());
+    let name = object::name(&obj).to_string();
+    match registry
+        .update(
+            resource,
+            ns.as_deref(),
+            &name,
+            obj,
+            Part::Main,
+            FieldValidation::Ignore,
+        )
+        .await
+    {
+        Ok(_) | Err(ApiError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates `desired`, or replaces the stored object when one of `fields` differs.
+pub async fn ensure(
+    registry: &Registry,
+    resource: &'static ResourceInfo,
+    desired: Value,
+    fields: &[&str],
+) -> Result<()> {
+    let ns = Some(object::namespace(&desired).to_string()).filter(|n| !n.is_empty());
+    match registry
+        .get(resource, ns.as_deref(), object::name(&desired))
+        .await
+    {
+        Err(ApiError::NotFound { .. }) => create_if_absent(registry, resource, desired).await,
+        Err(e) => Err(e),
+        Ok(current) => {
+            if fields.iter().all(|f| current.get(*f) == desired.get(*f)) {
+                return Ok(());
+            }
+            let mut next = desired;
+            next["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+            replace(registry, resource, next).await
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
